@@ -1,0 +1,149 @@
+"""Serve the reference node over the wire protocol (JSON lines on stdin/stdout).
+
+    python -m reference_impl.server --data-dir DIR [--unsynced] [--no-reader] ...
+
+One request per line, one reply per line, in order; events (no id) may come
+before a reply. Logs go to stderr only. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from .disk import OSDisk
+from .entries import ALL_KINDS
+from .errors import NodeError, SimulatedCrash
+from .node import Node, NodeConfig
+
+PROTOCOL_VERSION = 1
+IMPLEMENTATION = {"name": "reference_impl", "version": "0.1.0"}
+
+
+class Server:
+    def __init__(self, node: Node, out: IO[str]) -> None:
+        self.node = node
+        self.out = out
+        node.on_event = self._send
+        self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "hello": self.hello,
+            "open": lambda r: self.node.open().to_json(),
+            "apply": self.apply,
+            "snapshot_begin": self.snapshot_begin,
+            "snapshot_persist": self.snapshot_persist,
+            "get": lambda r: {"value": self.node.get(r["key"])},
+            "scan": lambda r: {"items": [list(p) for p in self.node.scan(r.get("prefix", ""))]},
+            "digest": lambda r: {"digest": self.node.digest()},
+            "hlc": self.hlc,
+            "last_applied_index": self.last_applied_index,
+            "set_durable_applied_index": lambda r: {
+                "written": self.node.set_durable_applied_index(r["index"])},
+            "failpoint": self.failpoint,
+            "tamper": lambda r: self.node.tamper(r["kind"]) or {},
+            "install_snapshot": lambda r: {"index": self.node.install_snapshot(
+                r["index"], r.get("ceiling", 0), r.get("cutover", 0), r.get("rows", []))},
+        }
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def hello(self, req: dict[str, Any]) -> dict[str, Any]:
+        versions = req.get("versions", [PROTOCOL_VERSION])
+        if PROTOCOL_VERSION not in versions:
+            raise NodeError(f"no common protocol version: harness offers {versions}, "
+                            f"this node speaks {PROTOCOL_VERSION}")
+        return {"version": PROTOCOL_VERSION, "implementation": IMPLEMENTATION,
+                "capabilities": self.node.config.capabilities(),
+                "entry_kinds": sorted(ALL_KINDS)}
+
+    def apply(self, req: dict[str, Any]) -> dict[str, Any]:
+        outcome = self.node.apply(req["index"], req["entry"])
+        return {"result": outcome.result}
+
+    def snapshot_begin(self, req: dict[str, Any]) -> dict[str, Any]:
+        sid, index = self.node.snapshot_begin()
+        return {"snapshot": sid, "index": index}
+
+    def snapshot_persist(self, req: dict[str, Any]) -> dict[str, Any]:
+        res = self.node.snapshot_persist(req["snapshot"], req.get("site", "local"))
+        return {"index": res.index, "pinned": res.pinned, "compacted": res.compacted}
+
+    def hlc(self, req: dict[str, Any]) -> dict[str, Any]:
+        ceiling, cutover = self.node.hlc()
+        return {"ceiling": ceiling, "cutover": cutover}
+
+    def last_applied_index(self, req: dict[str, Any]) -> dict[str, Any]:
+        index, present = self.node.last_applied_index()
+        return {"index": index, "present": present}
+
+    def failpoint(self, req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.node.failpoints.arm(req["name"], req.get("action", "crash"),
+                                     skip=req.get("skip", 0))
+        except ValueError as exc:
+            raise NodeError(str(exc)) from exc
+        return {}
+
+    def handle(self, line: str) -> bool:
+        """Handle one request line; return False when the server must stop."""
+        try:
+            req = json.loads(line)
+        except ValueError as exc:
+            self._send({"id": None, "ok": False,
+                        "error": {"code": "bad_request", "message": f"not JSON: {exc}"}})
+            return True
+        rid = req.get("id") if isinstance(req, dict) else None
+        op = req.get("op") if isinstance(req, dict) else None
+        if op == "shutdown":
+            self.node.close()
+            self._send({"id": rid, "ok": True, "result": {}})
+            return False
+        handler = self.handlers.get(op) if isinstance(op, str) else None
+        if handler is None:
+            self._send({"id": rid, "ok": False,
+                        "error": {"code": "unknown_op", "message": f"unknown op {op!r}"}})
+            return True
+        try:
+            result = handler(req)
+        except SimulatedCrash as crash:
+            # A crash failpoint: die the way a SIGKILL would, with no reply and no cleanup.
+            print(f"reference_impl: {crash}", file=sys.stderr, flush=True)
+            os._exit(137)
+        except NodeError as exc:
+            self._send({"id": rid, "ok": False, "error": exc.to_wire()})
+            return True
+        except (KeyError, TypeError) as exc:
+            self._send({"id": rid, "ok": False, "error": {
+                "code": "bad_request", "message": f"{op}: missing or malformed field: {exc}"}})
+            return True
+        self._send({"id": rid, "ok": True, "result": result})
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m reference_impl.server", description=__doc__)
+    ap.add_argument("--data-dir", required=True, type=Path)
+    ap.add_argument("--unsynced", action="store_true", help="M2: unsynced applies")
+    ap.add_argument("--no-reader", action="store_true")
+    ap.add_argument("--no-writer", action="store_true")
+    ap.add_argument("--no-header-applier", action="store_true")
+    ap.add_argument("--pin-after-restore", action="store_true")
+    args = ap.parse_args(argv)
+    config = NodeConfig(sync=not args.unsynced, reader=not args.no_reader,
+                        writer=not args.no_writer, header_applier=not args.no_header_applier,
+                        pin_after_restore=args.pin_after_restore)
+    server = Server(Node(OSDisk(args.data_dir), config), sys.stdout)
+    for line in sys.stdin:
+        if line.strip() and not server.handle(line):
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
