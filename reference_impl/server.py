@@ -13,12 +13,13 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from .disk import OSDisk
 from .entries import ALL_KINDS
-from .errors import NodeError, SimulatedCrash
+from .errors import AlreadyOpenError, NodeError, SimulatedCrash
 from .node import Node, NodeConfig
 
 PROTOCOL_VERSION = 1
@@ -58,6 +59,13 @@ class Server:
         if PROTOCOL_VERSION not in versions:
             raise NodeError(f"no common protocol version: harness offers {versions}, "
                             f"this node speaks {PROTOCOL_VERSION}")
+        config = req.get("config") or {}
+        durability = config.get("durability", "synced")
+        if durability not in ("synced", "unsynced"):
+            raise NodeError(f"unknown durability mode {durability!r}")
+        if self.node.store is not None:
+            raise AlreadyOpenError("hello must come before open")
+        self.node.config = replace(self.node.config, sync=durability == "synced")
         return {"version": PROTOCOL_VERSION, "implementation": IMPLEMENTATION,
                 "capabilities": self.node.config.capabilities(),
                 "entry_kinds": sorted(ALL_KINDS)}
@@ -90,6 +98,26 @@ class Server:
             raise NodeError(str(exc)) from exc
         return {}
 
+    def dispatch(self, req: object) -> dict[str, Any]:
+        """Handle one decoded request and return its reply (SimulatedCrash propagates)."""
+        rid = req.get("id") if isinstance(req, dict) else None
+        op = req.get("op") if isinstance(req, dict) else None
+        if op == "shutdown":
+            self.node.close()
+            return {"id": rid, "ok": True, "result": {}}
+        handler = self.handlers.get(op) if isinstance(op, str) else None
+        if handler is None or not isinstance(req, dict):
+            return {"id": rid, "ok": False,
+                    "error": {"code": "unknown_op", "message": f"unknown op {op!r}"}}
+        try:
+            result = handler(req)
+        except NodeError as exc:
+            return {"id": rid, "ok": False, "error": exc.to_wire()}
+        except (KeyError, TypeError) as exc:
+            return {"id": rid, "ok": False, "error": {
+                "code": "bad_request", "message": f"{op}: missing or malformed field: {exc}"}}
+        return {"id": rid, "ok": True, "result": result}
+
     def handle(self, line: str) -> bool:
         """Handle one request line; return False when the server must stop."""
         try:
@@ -98,32 +126,14 @@ class Server:
             self._send({"id": None, "ok": False,
                         "error": {"code": "bad_request", "message": f"not JSON: {exc}"}})
             return True
-        rid = req.get("id") if isinstance(req, dict) else None
-        op = req.get("op") if isinstance(req, dict) else None
-        if op == "shutdown":
-            self.node.close()
-            self._send({"id": rid, "ok": True, "result": {}})
-            return False
-        handler = self.handlers.get(op) if isinstance(op, str) else None
-        if handler is None:
-            self._send({"id": rid, "ok": False,
-                        "error": {"code": "unknown_op", "message": f"unknown op {op!r}"}})
-            return True
         try:
-            result = handler(req)
+            reply = self.dispatch(req)
         except SimulatedCrash as crash:
             # A crash failpoint: die the way a SIGKILL would, with no reply and no cleanup.
             print(f"reference_impl: {crash}", file=sys.stderr, flush=True)
             os._exit(137)
-        except NodeError as exc:
-            self._send({"id": rid, "ok": False, "error": exc.to_wire()})
-            return True
-        except (KeyError, TypeError) as exc:
-            self._send({"id": rid, "ok": False, "error": {
-                "code": "bad_request", "message": f"{op}: missing or malformed field: {exc}"}})
-            return True
-        self._send({"id": rid, "ok": True, "result": result})
-        return True
+        self._send(reply)
+        return not (isinstance(req, dict) and req.get("op") == "shutdown")
 
 
 def main(argv: list[str] | None = None) -> int:

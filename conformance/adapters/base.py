@@ -1,0 +1,88 @@
+"""The adapter seam: one node under test, started, driven, crashed and restarted.
+
+The runner only speaks to this interface, so an in-process node, a local
+process and a container are interchangeable. An adapter never lets a child
+outlive `close()`, and every wait it does has a timeout.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class AdapterError(Exception):
+    """The node under test misbehaved at the transport or process level."""
+
+
+class RequestTimeout(AdapterError):
+    pass
+
+
+class NodeDied(AdapterError):
+    """The node exited (or was killed) while a request was in flight."""
+
+
+class ProtocolViolation(AdapterError):
+    """A reply that is not valid protocol (bad JSON, wrong id, missing fields)."""
+
+
+class PowerLossUnsupported(AdapterError):
+    pass
+
+
+@dataclass(frozen=True)
+class Hello:
+    version: int
+    implementation: dict[str, Any]
+    capabilities: frozenset[str]
+    entry_kinds: frozenset[str]
+
+
+@dataclass
+class Exchange:
+    """One request and what came back: a reply, or nothing because the node died."""
+
+    request: dict[str, Any]
+    reply: dict[str, Any] | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Adapter(ABC):
+    #: harness-side fault capabilities, e.g. {"process_kill", "power_loss"}
+    fault_capabilities: frozenset[str] = frozenset({"process_kill"})
+
+    @abstractmethod
+    def start(self, durability: str) -> Hello:
+        """Start the node (a fresh data dir the first time, the same one after) and say hello."""
+
+    @abstractmethod
+    def request(self, op: str, **fields: Any) -> Exchange:
+        """Send one request and wait (with a timeout) for its reply.
+
+        Returns the exchange with `reply=None` when the node died before replying;
+        raises RequestTimeout / ProtocolViolation for a hang or a malformed reply.
+        """
+
+    @abstractmethod
+    def crash(self) -> None:
+        """Kill the node at once (SIGKILL); OS buffers survive."""
+
+    def power_loss(self, mode: str) -> None:
+        """Kill the node and drop writes it had not synced, per mode."""
+        raise PowerLossUnsupported(f"{type(self).__name__} cannot simulate a power loss")
+
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @abstractmethod
+    def logs(self) -> str:
+        """The node's log output so far (stderr / container logs)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the node and remove everything the adapter created. Idempotent."""
+
+    def describe(self) -> str:
+        return type(self).__name__

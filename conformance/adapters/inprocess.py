@@ -1,0 +1,110 @@
+"""The in-process adapter: the reference node (or a mutant of it) on a simulated disk.
+
+No serialization: requests go straight to the reference server's dispatcher.
+A crash drops the node object; a power loss also drops the simulated disk's
+unsynced writes, in any of its modes. Deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from reference_impl.disk import PowerLossMode, SimDisk
+from reference_impl.errors import SimulatedCrash
+from reference_impl.node import Node, NodeConfig
+from reference_impl.server import Server
+
+from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation
+
+NodeFactory = Callable[[SimDisk, NodeConfig], Node]
+
+
+def reference_node(disk: SimDisk, config: NodeConfig) -> Node:
+    return Node(disk, config)
+
+
+class _Sink:
+    """Collects events the server would have written to stdout."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.events.append(json.loads(line))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class InProcessAdapter(Adapter):
+    fault_capabilities = frozenset({"process_kill", "power_loss"})
+
+    def __init__(self, seed: int = 0, config: NodeConfig | None = None,
+                 node_factory: NodeFactory = reference_node, name: str = "reference") -> None:
+        self.seed = seed
+        self.disk = SimDisk(seed=seed)
+        self.rng = random.Random(seed)
+        self.base_config = config or NodeConfig()
+        self.node_factory = node_factory
+        self.name = name
+        self._server: Server | None = None
+        self._sink = _Sink()
+        self._next_id = 1
+        self._log: list[str] = []
+
+    def describe(self) -> str:
+        return f"in-process {self.name}"
+
+    def start(self, durability: str) -> Hello:
+        self._sink = _Sink()
+        node = self.node_factory(self.disk, self.base_config)
+        self._server = Server(node, self._sink)  # type: ignore[arg-type]
+        ex = self.request("hello", versions=[1], harness="conformance",
+                          config={"durability": durability})
+        if ex.reply is None or not ex.reply.get("ok"):
+            raise AdapterError(f"hello failed: {ex.reply}")
+        r = ex.reply["result"]
+        return Hello(r["version"], r["implementation"], frozenset(r["capabilities"]),
+                     frozenset(r["entry_kinds"]))
+
+    def request(self, op: str, **fields: Any) -> Exchange:
+        if self._server is None:
+            raise AdapterError(f"{op}: the node is not running (crashed, or never started)")
+        req = {"id": self._next_id, "op": op, **fields}
+        self._next_id += 1
+        before = len(self._sink.events)
+        try:
+            reply = self._server.dispatch(json.loads(json.dumps(req)))
+        except SimulatedCrash as crash:
+            self._log.append(str(crash))
+            self._server = None
+            return Exchange(req, None, self._sink.events[before:])
+        if reply.get("id") != req["id"]:
+            raise ProtocolViolation(f"reply id {reply.get('id')!r} != request id {req['id']}")
+        if op == "shutdown":
+            self._server = None
+        return Exchange(req, reply, self._sink.events[before:])
+
+    def crash(self) -> None:
+        self._server = None
+        self._log.append("crash: process kill")
+
+    def power_loss(self, mode: str) -> None:
+        self._server = None
+        report = self.disk.power_loss(PowerLossMode(mode), self.rng)
+        self._log.append(f"power loss {mode}: {report}")
+
+    def alive(self) -> bool:
+        return self._server is not None
+
+    def logs(self) -> str:
+        return "\n".join(self._log)
+
+    def close(self) -> None:
+        self._server = None

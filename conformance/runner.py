@@ -1,0 +1,499 @@
+"""Run one case against one adapter, step by step, judging every reply with the oracle.
+
+The runner owns the order of things (etcd's robustness tests split traffic from
+validation the same way): it sends what the steps say, keeps the committed log
+in the oracle's model, re-delivers entries after restarts, and asks the oracle
+whether each observation is allowed. The first violation ends the case with a
+failure that names the step, the request, the reply and what was allowed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference_impl.errors import NodeError
+
+from .adapters.base import Adapter, AdapterError, Exchange, Hello
+from .cases import Case, CaseResult, Failure, Step
+from .oracle import Oracle, Violation
+
+
+class StepFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+AdapterFactory = Callable[[Case], Adapter]
+
+
+@dataclass
+class _State:
+    hello: Hello | None = None
+    applied: int = 0          # what the node has applied in this lifetime
+    open: bool = False
+    alive: bool = False
+    armed_crash: str | None = None
+    armed_error: str | None = None
+    snapshots: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (id, index)
+    last_open: dict[str, Any] | None = None
+
+
+def missing_capabilities(case: Case, hello: Hello, adapter: Adapter) -> list[str]:
+    have = set(hello.capabilities) | set(adapter.fault_capabilities)
+    needs = set(case.capabilities)
+    if case.durability == "unsynced":
+        needs.add("unsynced_mode")
+    missing = sorted(needs - have)
+    present_but_excluded = sorted(set(case.without) & set(hello.capabilities))
+    return missing + [f"not {c}" for c in present_but_excluded]
+
+
+class CaseRunner:
+    def __init__(self, case: Case, adapter: Adapter, seed: int = 0) -> None:
+        self.case = case
+        self.adapter = adapter
+        self.seed = seed
+        self.rng = random.Random(f"{seed}:{case.id}")
+        self.s = _State()
+        self.oracle: Oracle | None = None
+        self.step: Step | None = None
+        self.steps_run = 0
+
+    # -- entry point ------------------------------------------------------------------------------
+
+    def run(self) -> CaseResult:
+        start = time.monotonic()
+        try:
+            hello = self._start()
+            missing = missing_capabilities(self.case, hello, self.adapter)
+            if missing:
+                return CaseResult(self.case, "not_applicable", time.monotonic() - start, 0,
+                                  reason="needs " + ", ".join(missing) + f"; {self._who()} "
+                                  "does not have it")
+            self.oracle = Oracle(hello.capabilities, self.case.durability)
+            for step in self.case.steps:
+                self.step = step
+                getattr(self, f"_step_{step.kind}")(step.args)
+                self.steps_run += 1
+            self.step = None
+            self._final_check()
+        except StepFailed as exc:
+            return self._failed(exc.failure, start)
+        except AdapterError as exc:
+            return self._failed(Failure(f"{type(exc).__name__}: {exc}", step=self.step), start)
+        return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run)
+
+    def _failed(self, failure: Failure, start: float) -> CaseResult:
+        if failure.step is None:
+            failure.step = self.step
+        failure.logs = self.adapter.logs()
+        return CaseResult(self.case, "failed", time.monotonic() - start, self.steps_run,
+                          failure=failure,
+                          violations=[failure.requirement] if failure.requirement else [])
+
+    def _who(self) -> str:
+        return self.adapter.describe()
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    @property
+    def o(self) -> Oracle:
+        assert self.oracle is not None
+        return self.oracle
+
+    def _start(self) -> Hello:
+        hello = self.adapter.start(self.case.durability)
+        self.s.hello, self.s.alive, self.s.open = hello, True, False
+        self.s.armed_crash = self.s.armed_error = None
+        return hello
+
+    def _fail(self, message: str, ex: Exchange | None = None, allowed: str = "",
+              requirement: str | None = None) -> StepFailed:
+        return StepFailed(Failure(message, step=self.step,
+                                  request=ex.request if ex else None,
+                                  reply=ex.reply if ex else None,
+                                  allowed=allowed or None, requirement=requirement))
+
+    def _violations(self, found: list[Violation], ex: Exchange | None = None) -> None:
+        if found:
+            v = found[0]
+            raise self._fail(f"{v.requirement}: {v.message}", ex, v.allowed, v.requirement)
+
+    def _request(self, op: str, args: dict[str, Any] | None = None, **fields: Any) -> Exchange:
+        """Send a request; handle expect_error / expect_crash; return the exchange.
+
+        Returns the exchange also when the node died (reply None) with a crash armed or
+        expected; the caller checks `ex.reply`.
+        """
+        args = args or {}
+        if not self.s.alive:
+            raise self._fail(f"{op}: the node is not running; add a restart step first")
+        ex = self.adapter.request(op, **fields)
+        if ex.reply is None:
+            self.s.alive = self.s.open = False
+            if self.s.armed_crash is None and not args.get("expect_crash"):
+                raise self._fail(f"the node died during {op!r} with no crash failpoint armed",
+                                 ex, "a reply")
+            self.o.on_crash("failpoint")
+            return ex
+        if args.get("expect_crash"):
+            raise self._fail(f"{op}: expected the node to crash (armed failpoint "
+                             f"{self.s.armed_crash!r}), but it replied", ex, "no reply")
+        if not isinstance(ex.reply.get("ok"), bool):
+            raise self._fail(f"{op}: reply without a boolean 'ok'", ex)
+        want_err = args.get("expect_error")
+        if ex.reply["ok"]:
+            if want_err is not None:
+                raise self._fail(f"{op}: expected error {want_err!r}, but the request "
+                                 "succeeded", ex, f"error {want_err!r}", self._bi_req(op))
+            if "expect" in args:
+                self._match(args["expect"], ex.reply.get("result") or {}, ex)
+            return ex
+        err = ex.reply.get("error") or {}
+        if want_err is None:
+            raise self._fail(f"{op} failed: {err.get('code')}: {err.get('message')}", ex,
+                             "success")
+        code, kind = (want_err, None) if isinstance(want_err, str) else (
+            want_err.get("code"), want_err.get("kind"))
+        if err.get("code") != code or (kind is not None and err.get("kind") != kind):
+            raise self._fail(f"{op}: error {err.get('code')!r} (kind {err.get('kind')!r})", ex,
+                             f"error {code!r}" + (f" with kind {kind!r}" if kind else ""),
+                             self._bi_req(op))
+        return ex
+
+    def _bi_req(self, op: str) -> str | None:
+        reqs = [r for r in self.case.requirements if r.startswith(("BI-", "HV-", "SP-003"))]
+        return reqs[0] if reqs else (self.case.requirements[0] if self.case.requirements else None)
+
+    def _match(self, expect: dict[str, Any], result: dict[str, Any], ex: Exchange) -> None:
+        for key, matcher in expect.items():
+            got = result.get(key)
+            ok, what = _matches(got, matcher)
+            if not ok:
+                raise self._fail(f"{ex.request['op']}: {key} = {got!r}", ex, f"{key} {what}",
+                                 self.case.requirements[0] if self.case.requirements else None)
+
+    # -- log delivery -------------------------------------------------------------------------------
+
+    def _deliver(self, index: int, entry: Any, args: dict[str, Any] | None = None) -> Exchange:
+        ex = self._request("apply", args, index=index, entry=entry)
+        if ex.reply is None or not ex.reply["ok"]:
+            return ex
+        self.s.applied = index
+        got = (ex.reply.get("result") or {}).get("result")
+        self._violations(self.o.on_applied(index, entry, str(got), self.o.log.result(index)), ex)
+        return ex
+
+    def _replay(self, to: int | None = None) -> None:
+        end = self.o.log.last_index if to is None else min(to, self.o.log.last_index)
+        if not self.s.open:
+            raise self._fail("replay: the node is not open; add an open step first")
+        while self.s.applied < end:
+            i = self.s.applied + 1
+            ex = self._deliver(i, self.o.log.entry(i))
+            if ex.reply is None:
+                return
+
+    # -- steps ------------------------------------------------------------------------------------------
+
+    def _step_open(self, args: dict[str, Any]) -> None:
+        ex = self._request("open", args)
+        if ex.reply is None:
+            return
+        if not ex.reply["ok"]:
+            self._violations(self.o.on_open_failed(ex.events), ex)
+            return
+        r = ex.reply["result"]
+        self._violations(self.o.on_open(r, ex.events), ex)
+        self.s.open, self.s.applied, self.s.last_open = True, int(r["effective"]), r
+        self.s.snapshots.clear()
+        hx = self._request("hlc")
+        if hx.reply and hx.reply["ok"]:
+            self._violations(self.o.on_hlc(int(hx.reply["result"]["ceiling"]), r["snap"],
+                                           r["effective"], self.s.applied), hx)
+
+    def _entries(self, args: dict[str, Any]) -> Iterator[Any]:
+        if "entry" in args:
+            yield args["entry"]
+        elif "entries" in args:
+            yield from args["entries"]
+        elif "generate" in args:
+            yield from generate(args["generate"], self.rng, self.o.log.last_index)
+
+    def _ensure_caught_up(self) -> None:
+        if self.s.open and self.s.applied < self.o.log.last_index:
+            self._replay()
+
+    def _step_apply(self, args: dict[str, Any]) -> None:
+        if "raw_entry" in args:
+            self._apply_raw(args)
+            return
+        explicit = args.get("index")
+        if explicit == 0:
+            entry = args["entry"]
+            ex = self._request("apply", args, index=0, entry=entry)
+            if ex.reply and ex.reply["ok"]:
+                expected = self.o.log.apply_direct(entry)
+                got = str((ex.reply.get("result") or {}).get("result"))
+                self._violations(self.o.on_applied(0, entry, got, expected), ex)
+            return
+        if explicit is not None and explicit != self.o.log.last_index + 1:
+            ex = self._request("apply", args, index=explicit, entry=args["entry"])
+            if ex.reply and ex.reply["ok"]:
+                raise self._fail(f"index {explicit} accepted although the log is at "
+                                 f"{self.o.log.last_index}", ex, "error bad_index", "BI-002")
+            return
+        self._ensure_caught_up()
+        for entry in self._entries(args):
+            try:
+                index, _ = self.o.log.append(entry)
+            except NodeError as exc:
+                raise self._fail(f"the suite's entry is invalid for the reference model: "
+                                 f"{exc}") from exc
+            ex = self._deliver(index, entry, args)
+            if ex.reply is None:
+                return
+
+    def _apply_raw(self, args: dict[str, Any]) -> None:
+        self._ensure_caught_up()
+        index = args.get("index", self.o.log.last_index + 1)
+        ex = self._request("apply", args, index=index, entry=args["raw_entry"])
+        if ex.reply and ex.reply["ok"]:
+            raise self._fail("a malformed entry was accepted", ex, "an error",
+                             self._bi_req("apply"))
+
+    def _snapshot_begin(self, args: dict[str, Any]) -> tuple[int, int] | None:
+        self._ensure_caught_up()
+        ex = self._request("snapshot_begin", args)
+        if ex.reply is None or not ex.reply["ok"]:
+            return None
+        r = ex.reply["result"]
+        if r.get("index") != self.s.applied:
+            raise self._fail(f"snapshot_begin answered index {r.get('index')!r}", ex,
+                             f"the applied index {self.s.applied}", "SP-006")
+        return int(r["snapshot"]), int(r["index"])
+
+    def _persist(self, sid: int, index: int, args: dict[str, Any]) -> None:
+        site = args.get("site", "local")
+        previous = self.o.d.pointer_ceiling
+        self.o.before_persist(index)
+        armed = self.s.armed_crash
+        ex = self._request("snapshot_persist", args, snapshot=sid, site=site)
+        if ex.reply is None:
+            if armed:
+                self.o.on_persist_crash(index, armed)
+            return
+        if not ex.reply["ok"]:
+            self.o.on_pin_failed(index, previous)
+            if self.s.armed_error == "pin":
+                self.s.armed_error = None
+            return
+        self._violations(self.o.on_persisted(index, site, ex.reply["result"]), ex)
+        if "reader" in self.o.caps and "writer" in self.o.caps:
+            lx = self._request("last_applied_index")
+            if lx.reply and lx.reply["ok"]:
+                r = lx.reply["result"]
+                self._violations(self.o.check_meta_after_persist(
+                    index, site, int(r["index"]), bool(r["present"])), lx)
+                self._violations(self.o.on_last_applied(int(r["index"]), bool(r["present"])), lx)
+
+    def _step_snapshot(self, args: dict[str, Any]) -> None:
+        begun = self._snapshot_begin({})
+        if begun is not None:
+            self._persist(begun[0], begun[1], args)
+
+    def _step_snapshot_begin(self, args: dict[str, Any]) -> None:
+        begun = self._snapshot_begin(args)
+        if begun is not None:
+            self.s.snapshots[args["name"]] = begun
+
+    def _step_snapshot_persist(self, args: dict[str, Any]) -> None:
+        name = args["name"]
+        if name not in self.s.snapshots:
+            raise self._fail(f"snapshot {name!r} was not begun in this process lifetime")
+        sid, index = self.s.snapshots.pop(name)
+        self._persist(sid, index, args)
+
+    def _step_crash(self, args: dict[str, Any]) -> None:
+        mode = args.get("mode", "process")
+        if mode == "power":
+            self.adapter.power_loss(args["loss"])
+            self.o.on_crash("power")
+        else:
+            self.adapter.crash()
+            self.o.on_crash("process")
+        self.s.alive = self.s.open = False
+
+    def _step_restart(self, args: dict[str, Any]) -> None:
+        if self.s.alive:
+            self.adapter.crash()
+            self.o.on_crash("process")
+        hello = self._start()
+        assert self.s.hello is not None
+        if hello.capabilities != self.s.hello.capabilities:
+            raise self._fail("the node advertised different capabilities after a restart")
+
+    def _step_replay(self, args: dict[str, Any]) -> None:
+        self._replay(args.get("to"))
+
+    def _step_failpoint(self, args: dict[str, Any]) -> None:
+        action = args.get("action", "crash")
+        self._request("failpoint", args, name=args["name"], action=action,
+                      skip=args.get("skip", 0))
+        if action == "crash":
+            self.s.armed_crash = args["name"]
+        else:
+            self.s.armed_error = args["name"]
+
+    def _step_tamper(self, args: dict[str, Any]) -> None:
+        ex = self._request("tamper", args, kind=args["kind"])
+        if ex.reply and ex.reply["ok"]:
+            self.o.on_tamper(args["kind"])
+
+    def _step_install_snapshot(self, args: dict[str, Any]) -> None:
+        if "raw" in args:
+            self._request("install_snapshot", args, **args["raw"])
+            return
+        self._ensure_caught_up()
+        for entry in self._entries(args):
+            self.o.log.append(entry)
+        n = self.o.log.last_index
+        ex = self._request("install_snapshot", args, index=n,
+                           ceiling=args.get("ceiling", self.o.log.ceilings[n]),
+                           cutover=args.get("cutover", self.o.log.cutovers[n]),
+                           rows=self.o.log.rows())
+        if ex.reply and ex.reply["ok"]:
+            self.o.on_installed(n)
+            self.s.applied = n
+
+    def _step_get(self, args: dict[str, Any]) -> None:
+        self._request("get", args, key=args["key"])
+
+    def _step_scan(self, args: dict[str, Any]) -> None:
+        ex = self._request("scan", args, prefix=args.get("prefix", ""))
+        if ex.reply and ex.reply["ok"]:
+            self._violations(self.o.on_scan(ex.reply["result"].get("items", [])), ex)
+
+    def _step_digest(self, args: dict[str, Any]) -> None:
+        self._request("digest", args)
+
+    def _step_hlc(self, args: dict[str, Any]) -> None:
+        ex = self._request("hlc", args)
+        if ex.reply and ex.reply["ok"]:
+            self._violations(self.o.on_hlc(int(ex.reply["result"]["ceiling"]), None, None,
+                                           self.s.applied), ex)
+
+    def _step_last_applied_index(self, args: dict[str, Any]) -> None:
+        ex = self._request("last_applied_index", args)
+        if ex.reply and ex.reply["ok"]:
+            r = ex.reply["result"]
+            self._violations(self.o.on_last_applied(int(r["index"]), bool(r["present"])), ex)
+
+    def _step_set_durable_applied_index(self, args: dict[str, Any]) -> None:
+        self._request("set_durable_applied_index", args, index=args["index"])
+
+    def _step_check(self, args: dict[str, Any]) -> None:
+        for name in args.get("invariants", []):
+            if name == "state_matches_model":
+                self._check_state()
+            elif name == "meta_invisible":
+                self._step_scan({})
+            elif name == "hlc_ceiling":
+                self._step_hlc({})
+            elif name == "meta_monotonic":
+                self._step_last_applied_index({})
+            elif name in ("p5_pairs", "no_cold_start_event"):
+                pass  # judged at every open; naming them documents the case's intent
+            else:
+                raise self._fail(f"unknown invariant {name!r}")
+
+    def _check_state(self) -> None:
+        if not self.s.open:
+            raise self._fail("state_matches_model: the node is not open")
+        self._replay()
+        if not self.s.alive:
+            return
+        ex = self._request("digest")
+        sx = self._request("scan", prefix="")
+        if ex.reply and ex.reply["ok"] and sx.reply and sx.reply["ok"]:
+            items = sx.reply["result"].get("items", [])
+            self._violations(self.o.on_scan(items), sx)
+            self._violations(self.o.check_state(str(ex.reply["result"].get("digest")), items,
+                                                self.o.state_requirement()), ex)
+
+    def _final_check(self) -> None:
+        """Every case ends with exactly-once: replay to the log end, compare with the model."""
+        if self.s.alive and self.s.open:
+            self._check_state()
+
+
+def _matches(got: Any, matcher: Any) -> tuple[bool, str]:
+    if isinstance(matcher, dict) and len(matcher) == 1:
+        (op, want), = matcher.items()
+        if op in (">=", "<=", ">", "<"):
+            if not isinstance(got, int | float):
+                return False, f"{op} {want}"
+            ok = {">=": got >= want, "<=": got <= want, ">": got > want, "<": got < want}[op]
+            return ok, f"{op} {want}"
+        if op == "!=":
+            return got != want, f"!= {want!r}"
+        if op == "in":
+            return got in want, f"in {want!r}"
+    if isinstance(matcher, list) and isinstance(got, list):
+        return [list(x) if isinstance(x, tuple) else x for x in got] == matcher, f"== {matcher!r}"
+    return got == matcher, f"== {matcher!r}"
+
+
+def generate(spec: dict[str, Any], rng: random.Random, start: int) -> Iterator[dict[str, Any]]:
+    """Entry generators for suites: deterministic from the case seed."""
+    kind, count = spec["kind"], int(spec["count"])
+    for i in range(count):
+        ts = start + i + 1
+        if kind == "add":
+            yield {"kind": "raw", "ts": ts,
+                   "ops": [{"op": "add", "key": spec.get("key", "n"),
+                            "delta": spec.get("delta", 1)}]}
+        elif kind == "put":
+            key = f"{spec.get('key_prefix', 'k/')}{i}"
+            yield {"kind": "raw", "ts": ts,
+                   "ops": [{"op": "put", "key": key, "value": spec.get("value", f"v{ts}")}]}
+        elif kind == "lease":
+            yield {"kind": "hlc_lease",
+                   "ceiling": spec.get("ceiling_start", 1000) + i * spec.get("ceiling_step", 100)}
+        elif kind == "noop":
+            yield {"kind": "noop"}
+        else:
+            yield _mixed(rng, ts)
+
+
+def _mixed(rng: random.Random, ts: int) -> dict[str, Any]:
+    keys = ["a/1", "a/2", "b/1", "n"]
+    roll = rng.random()
+    if roll < 0.45:
+        return {"kind": "raw", "ts": ts, "ops": [{"op": "add", "key": "n", "delta": 1},
+                                                 {"op": "put", "key": rng.choice(keys[:3]),
+                                                  "value": f"v{ts}"}]}
+    if roll < 0.6:
+        return {"kind": "txn", "start_ts": max(0, ts - rng.randint(1, 4)), "commit_ts": ts,
+                "ops": [{"op": "put", "key": rng.choice(keys), "value": f"t{ts}"}]}
+    if roll < 0.7:
+        return {"kind": "delete_prefix", "prefix": "a/", "exclude": rng.choice([None, "a/1"]),
+                "ts": ts}
+    if roll < 0.85:
+        return {"kind": "hlc_lease", "ceiling": ts * 10}
+    if roll < 0.92:
+        return {"kind": "control", "opcode": "cutover", "value": ts}
+    return {"kind": "noop"}
+
+
+def run_case(case: Case, factory: AdapterFactory, seed: int = 0) -> CaseResult:
+    adapter = factory(case)
+    try:
+        return CaseRunner(case, adapter, seed).run()
+    finally:
+        adapter.close()
