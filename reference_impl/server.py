@@ -45,7 +45,7 @@ class Server:
             "set_durable_applied_index": lambda r: {
                 "written": self.node.set_durable_applied_index(r["index"])},
             "failpoint": self.failpoint,
-            "tamper": lambda r: self.node.tamper(r["kind"]) or {},
+            "tamper": self.tamper,
             "install_snapshot": lambda r: {"index": self.node.install_snapshot(
                 r["index"], r.get("ceiling", 0), r.get("cutover", 0), r.get("rows", []))},
         }
@@ -89,6 +89,10 @@ class Server:
     def last_applied_index(self, req: dict[str, Any]) -> dict[str, Any]:
         index, present = self.node.last_applied_index()
         return {"index": index, "present": present}
+
+    def tamper(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.node.tamper(req["kind"])
+        return {}
 
     def failpoint(self, req: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -63,15 +63,45 @@ def _torn(op: _Append | _Write, keep: int) -> _Op:
     return _Append(op.data[:keep]) if isinstance(op, _Append) else _Write(op.data[:keep])
 
 
-@dataclass
 class _Inode:
-    durable: bytes = b""
-    data: bytes = b""
-    pending: list[_Op] = field(default_factory=list)
+    """A file: current content, durable content, and the ops since the last fsync.
+
+    Appends are the hot path (the store appends a record per batch and may fsync after
+    each), so both must stay O(bytes appended): `data` grows in place, and while every
+    op since the last fsync is an append the durable content is just a prefix of
+    `data` (`_durable is None`, `_durable_len` bytes) rather than a copy.
+    """
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.pending: list[_Op] = []
+        self._durable: bytes | None = b""
+        self._durable_len = 0
+
+    @property
+    def durable(self) -> bytes:
+        if self._durable is None:
+            return bytes(self.data[: self._durable_len])
+        return self._durable
 
     def do(self, op: _Op) -> None:
-        self.data = _apply(self.data, op)
+        if isinstance(op, _Append):
+            self.data += op.data
+        else:
+            if self._durable is None:  # data is about to stop extending the durable prefix
+                self._durable = bytes(self.data[: self._durable_len])
+            self.data = bytearray(_apply(bytes(self.data), op))
         self.pending.append(op)
+
+    def sync(self) -> None:
+        self._durable = None
+        self._durable_len = len(self.data)
+        self.pending.clear()
+
+    def reset(self, content: bytes) -> None:
+        """After a power loss: this content is all there is, and it is durable."""
+        self.data = bytearray(content)
+        self.sync()
 
 
 @dataclass
@@ -162,7 +192,7 @@ class SimDisk(FaultInjector, Disk):
     def read(self, path: str) -> bytes:
         path = normalize(path)
         self._inject("read", path)
-        return self._file(path).data
+        return bytes(self._file(path).data)
 
     def size(self, path: str) -> int:
         path = normalize(path)
@@ -191,9 +221,7 @@ class SimDisk(FaultInjector, Disk):
     def fsync(self, path: str) -> None:
         path = normalize(path)
         self._inject("fsync", path)
-        inode = self._file(path)
-        inode.durable = inode.data
-        inode.pending.clear()
+        self._file(path).sync()
         self.stats.fsyncs += 1
 
     def fsync_dir(self, path: str) -> None:
@@ -266,8 +294,7 @@ class SimDisk(FaultInjector, Disk):
         self._names = survivors
         self._durable_names = dict(survivors)
         for inode in survivors.values():
-            inode.durable = inode.data
-            inode.pending.clear()
+            inode.sync()
         return report
 
     @staticmethod
@@ -299,7 +326,7 @@ class SimDisk(FaultInjector, Disk):
         content = inode.durable
         for op in kept:
             content = _apply(content, op)
-        inode.data = content
+        inode.reset(content)
         ops_kept = len(kept) - (1 if torn is not None else 0)
         return n, ops_kept, torn
 
