@@ -18,6 +18,7 @@ from .errors import EntryError, LimitError
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 1024 * 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the range of integer add values and deltas
 
 DATA_KINDS = frozenset({"raw", "txn", "delete_prefix", "prepare", "commit", "abort"})
 NON_DATA_KINDS = frozenset({"hlc_lease", "control", "noop"})
@@ -104,10 +105,17 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+def _utf8_len(raw: str, where: str) -> int:
+    try:
+        return len(raw.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise EntryError(f"{where}: not valid UTF-8 text ({exc.reason})") from exc
+
+
 def _key(raw: object, where: str) -> str:
     if not isinstance(raw, str):
         raise EntryError(f"{where}: key must be a string, got {type(raw).__name__}")
-    n = len(raw.encode("utf-8"))
+    n = _utf8_len(raw, where)
     if n > MAX_KEY_BYTES:
         raise LimitError(f"{where}: key is {n} bytes, the limit is {MAX_KEY_BYTES}")
     return raw
@@ -130,7 +138,7 @@ def _op(raw: object, where: str) -> Op:
         value = raw.get("value")
         if not isinstance(value, str):
             raise EntryError(f"{where}.value: put needs a string value")
-        n = len(value.encode("utf-8"))
+        n = _utf8_len(value, f"{where}.value")
         if n > MAX_VALUE_BYTES:
             raise LimitError(f"{where}.value: value is {n} bytes, the limit is {MAX_VALUE_BYTES}")
         return Op("put", key, value=value)
@@ -138,8 +146,8 @@ def _op(raw: object, where: str) -> Op:
         return Op("del", key)
     if name == "add":
         delta = raw.get("delta")
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise EntryError(f"{where}.delta: add needs an integer delta")
+        if isinstance(delta, bool) or not isinstance(delta, int) or not INT64_MIN <= delta <= INT64_MAX:
+            raise EntryError(f"{where}.delta: add needs a signed 64-bit integer delta")
         return Op("add", key, delta=delta)
     raise EntryError(f"{where}.op: unknown op {name!r} (expected put, del or add)")
 

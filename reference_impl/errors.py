@@ -25,6 +25,12 @@ class NodeError(Exception):
         return {"code": self.code, "message": self.message}
 
 
+class BadRequestError(NodeError):
+    """A request field is missing, malformed or names something unknown."""
+
+    code = "bad_request"
+
+
 class EntryError(NodeError):
     """The entry is malformed or of an unknown kind."""
 

@@ -12,7 +12,8 @@ Results of a data entry:
                   nothing rewritten, the stale meta key is advanced (S7)
   txn_not_found   commit of a transaction with no prepared intent: nothing written
   aborted         prepare of a transaction already rolled back: nothing written
-  type_error      integer add on a value that is not an integer: nothing written
+  type_error      integer add on a value that is not a decimal signed 64-bit integer
+                  (the empty string included), or whose result overflows: nothing written
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .entries import Entry, Op
+from .entries import INT64_MAX, INT64_MIN, Entry, Op
 from .store import Batch, Store
 
 
@@ -40,6 +41,19 @@ def state_digest(pairs: list[tuple[str, str]]) -> str:
 
 class _TypeError(Exception):
     pass
+
+
+def _int64(text: str) -> int:
+    """A stored value as an integer add operand: a decimal signed 64-bit integer."""
+    if not text or len(text) > 20:
+        raise _TypeError
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise _TypeError from exc
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise _TypeError
+    return value
 
 
 class FSM:
@@ -99,11 +113,11 @@ class FSM:
                 pending[op.key] = None
             else:
                 base = pending[op.key] if op.key in pending else self.store.get(op.key)
-                try:
-                    current = int(base) if base is not None else 0
-                except ValueError as exc:
-                    raise _TypeError from exc
-                pending[op.key] = str(current + op.delta)
+                current = 0 if base is None else _int64(base)
+                total = current + op.delta
+                if not INT64_MIN <= total <= INT64_MAX:
+                    raise _TypeError
+                pending[op.key] = str(total)
         return Batch(versions=[(k, ts, v) for k, v in pending.items()])
 
     def _locked(self, keys: set[str], own_txn: str = "") -> bool:

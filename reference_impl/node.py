@@ -22,6 +22,7 @@ from .disk import Disk, atomic_write
 from .entries import MAX_KEY_BYTES, MAX_VALUE_BYTES, parse_entry
 from .errors import (
     AlreadyOpenError,
+    BadRequestError,
     CapabilityError,
     IndexOrderError,
     NodeError,
@@ -266,7 +267,7 @@ class Node:
     def _snapshot_persist(self, snapshot_id: int, site: str) -> PersistResult:
         self._require_open()
         if site not in ("local", "config"):
-            raise NodeError(f"unknown snapshot site {site!r}; expected 'local' or 'config'")
+            raise BadRequestError(f"unknown snapshot site {site!r}; expected 'local' or 'config'")
         snap = self._pending.get(snapshot_id)
         if snap is None:
             raise UnknownSnapshotError(f"no snapshot begun with id {snapshot_id}")
@@ -380,7 +381,7 @@ class Node:
         if not self.config.writer:
             raise CapabilityError("this node runs without the applied-index writer")
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**64:
-            raise NodeError(f"index must be an unsigned 64-bit integer, got {index!r}")
+            raise BadRequestError(f"index must be an unsigned 64-bit integer, got {index!r}")
         return self._guard(lambda: store.set_durable_applied_index(index))  # type: ignore[no-any-return]
 
     # -- reads ----------------------------------------------------------------------------------
@@ -409,7 +410,7 @@ class Node:
             Store(self.disk, sync=True).write_meta_raw(b"\x00\x2a")
             return
         if kind not in TAMPER_KINDS:
-            raise NodeError(f"unknown tamper kind {kind!r}; known: {', '.join(TAMPER_KINDS)}")
+            raise BadRequestError(f"unknown tamper kind {kind!r}; known: {', '.join(TAMPER_KINDS)}")
         token = self._read_pointer()
         if token is None:
             raise SnapshotError(f"tamper {kind}: there is no saved snapshot to tamper with")

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from .disk import OSDisk
 from .entries import ALL_KINDS
-from .errors import AlreadyOpenError, NodeError, SimulatedCrash
+from .errors import AlreadyOpenError, BadRequestError, NodeError, SimulatedCrash
 from .node import Node, NodeConfig
 
 PROTOCOL_VERSION = 1
@@ -57,15 +57,16 @@ class Server:
     def hello(self, req: dict[str, Any]) -> dict[str, Any]:
         versions = req.get("versions", [PROTOCOL_VERSION])
         if PROTOCOL_VERSION not in versions:
-            raise NodeError(f"no common protocol version: harness offers {versions}, "
-                            f"this node speaks {PROTOCOL_VERSION}")
+            raise BadRequestError(f"no common protocol version: harness offers {versions}, "
+                                  f"this node speaks {PROTOCOL_VERSION}")
         config = req.get("config") or {}
-        durability = config.get("durability", "synced")
-        if durability not in ("synced", "unsynced"):
-            raise NodeError(f"unknown durability mode {durability!r}")
+        durability = config.get("durability")
+        if durability not in (None, "synced", "unsynced"):
+            raise BadRequestError(f"unknown durability mode {durability!r}")
         if self.node.store is not None:
             raise AlreadyOpenError("hello must come before open")
-        self.node.config = replace(self.node.config, sync=durability == "synced")
+        if durability is not None:  # absent: keep the mode given on the command line
+            self.node.config = replace(self.node.config, sync=durability == "synced")
         return {"version": PROTOCOL_VERSION, "implementation": IMPLEMENTATION,
                 "capabilities": self.node.config.capabilities(),
                 "entry_kinds": sorted(ALL_KINDS)}
@@ -99,7 +100,7 @@ class Server:
             self.node.failpoints.arm(req["name"], req.get("action", "crash"),
                                      skip=req.get("skip", 0))
         except ValueError as exc:
-            raise NodeError(str(exc)) from exc
+            raise BadRequestError(str(exc)) from exc
         return {}
 
     def dispatch(self, req: object) -> dict[str, Any]:
@@ -109,8 +110,11 @@ class Server:
         if op == "shutdown":
             self.node.close()
             return {"id": rid, "ok": True, "result": {}}
+        if not isinstance(req, dict):
+            return {"id": None, "ok": False, "error": {
+                "code": "bad_request", "message": "a request must be a JSON object"}}
         handler = self.handlers.get(op) if isinstance(op, str) else None
-        if handler is None or not isinstance(req, dict):
+        if handler is None:
             return {"id": rid, "ok": False,
                     "error": {"code": "unknown_op", "message": f"unknown op {op!r}"}}
         try:

@@ -1,0 +1,445 @@
+"""The process adapter: a node under test as a local child process (docs/protocol.md).
+
+The harness writes one JSON request per line to the child's stdin and reads
+replies and events from its stdout; stderr is kept (the last ~200 KB, across
+every lifetime) for the report. Every wait has a deadline, the write of a
+request included, so a node that hangs or stops reading fails the step instead
+of hanging the run.
+
+The child runs in a session of its own, so a crash (SIGKILL to the process
+group) takes every process it started with it. Nothing the adapter starts
+outlives `close()`, the adapter's garbage collection or interpreter exit.
+
+    adapter = ProcessAdapter(["python", "examples/minimal_node.py", "--data-dir", "{data_dir}"])
+    hello = adapter.start("synced")
+    adapter.request("open")
+    adapter.crash()
+    adapter.start("synced")   # a new process on the same data directory
+    adapter.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, NoReturn
+
+from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
+
+PLACEHOLDER = "{data_dir}"
+PROTOCOL_VERSIONS = (1,)
+STDERR_LIMIT = 200 * 1024  # bytes of stderr kept, newest last
+KILL_WAIT = 5.0  # seconds to wait for a SIGKILLed process to be reaped
+JOIN_WAIT = 2.0  # seconds to wait for a reader thread after its process is gone
+QUOTE_LIMIT = 300  # characters of an offending line quoted in a ProtocolViolation
+
+
+class HelloRefused(AdapterError):
+    """The node answered `hello` with an error (e.g. `unsupported` for a durability mode)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"hello refused: [{code}] {message}")
+        self.code = code
+        self.detail = message
+
+
+class _StderrTail:
+    """The newest `limit` bytes of the node's stderr (all lifetimes) plus adapter markers."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def append(self, data: bytes) -> None:
+        with self._lock:
+            self._buf += data
+            excess = len(self._buf) - self.limit
+            if excess > 0:
+                del self._buf[:excess]
+                self._dropped += excess
+
+    def note(self, text: str) -> None:
+        """A marker line of the adapter's own (start, crash, exit), never from the node."""
+        with self._lock:
+            at_line_start = not self._buf or self._buf.endswith(b"\n")
+        self.append((b"" if at_line_start else b"\n") + f"--- {text} ---\n".encode())
+
+    def text(self) -> str:
+        with self._lock:
+            head = f"[... {self._dropped} earlier bytes dropped ...]\n" if self._dropped else ""
+            return head + self._buf.decode("utf-8", errors="replace")
+
+
+def _pump_lines(stream: IO[bytes], out: queue.Queue[bytes | None]) -> None:
+    """Reader thread: stdout lines into the queue, then None at EOF."""
+    try:
+        for line in iter(stream.readline, b""):
+            out.put(line)
+    except (OSError, ValueError):
+        pass
+    finally:
+        out.put(None)
+
+
+def _pump_stderr(stream: IO[bytes], tail: _StderrTail) -> None:
+    """Reader thread: stderr chunks into the tail until EOF."""
+    fd = stream.fileno()
+    try:
+        while chunk := os.read(fd, 65536):
+            tail.append(chunk)
+    except (OSError, ValueError):
+        pass
+
+
+class _Child:
+    """One lifetime of the node: the process, its reader threads and its stdout queue."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None, tail: _StderrTail) -> None:
+        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, start_new_session=True,  # its own process group: killpg reaches it all
+        )
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.stdin_fd = self.proc.stdin.fileno()
+        os.set_blocking(self.stdin_fd, False)  # writes wait in select(), with a deadline
+        self.lines: queue.Queue[bytes | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=_pump_lines, args=(self.proc.stdout, self.lines),
+                             name=f"node-{self.proc.pid}-stdout", daemon=True),
+            threading.Thread(target=_pump_stderr, args=(self.proc.stderr, tail),
+                             name=f"node-{self.proc.pid}-stderr", daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, data: bytes, deadline: float) -> bool:
+        """Write one request line. False: the node closed its stdin (it died).
+
+        Raises TimeoutError when the node does not read it before the deadline.
+        """
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                _, ready, _ = select.select([], [self.stdin_fd], [], remaining)
+                if ready:
+                    view = view[os.write(self.stdin_fd, view):]
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):  # EPIPE: the read end is closed, the node is gone
+                return False
+        return True
+
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group, reap the leader, stop the readers. Idempotent.
+
+        Returns the exit status (negative: killed by that signal), None if unknown.
+        """
+        # The group id is the leader's pid (start_new_session). It stays reserved while the
+        # unreaped leader or any other member exists; ESRCH just means they are all gone.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=KILL_WAIT)
+        for t in self.threads:
+            t.join(JOIN_WAIT)
+        with contextlib.suppress(OSError, ValueError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        if not any(t.is_alive() for t in self.threads):
+            # Only once the readers are done: closing a fd a thread still reads is unsafe.
+            for stream in (self.proc.stdout, self.proc.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    assert stream is not None
+                    stream.close()
+        return self.proc.returncode
+
+
+class _Resources:
+    """What must be released even if the adapter is never closed (weakref.finalize, atexit).
+
+    Holds no reference to the adapter, so the finalizer does not keep it alive.
+    """
+
+    def __init__(self, temp_dir: Path | None) -> None:
+        self.child: _Child | None = None
+        self.temp_dir = temp_dir
+
+    def release(self) -> None:
+        child, self.child = self.child, None
+        if child is not None:
+            child.kill()
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
+
+
+def _quote(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+    if len(text) > QUOTE_LIMIT:
+        text = text[:QUOTE_LIMIT] + "..."
+    return repr(text)
+
+
+class ProcessAdapter(Adapter):
+    """A node under test run as `argv`, one process per lifetime, on one data directory.
+
+    `argv` items may contain `{data_dir}`, replaced by the data directory. Without
+    `data_dir` the adapter makes a temporary one and removes it in `close()`; the
+    same directory is reused across restarts. `env` adds variables to the harness's
+    environment for the node. `timeout` bounds every request (write and reply).
+    """
+
+    fault_capabilities = frozenset({"process_kill"})
+
+    def __init__(self, argv: Sequence[str], *, data_dir: Path | None = None,
+                 timeout: float = 10.0, env: Mapping[str, str] | None = None,
+                 name: str | None = None) -> None:
+        if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv must be a non-empty sequence of strings (not one string)")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout!r}")
+        self.argv: tuple[str, ...] = tuple(argv)
+        self.timeout = float(timeout)
+        self.env: dict[str, str] | None = dict(env) if env is not None else None
+        self.name = name or " ".join(self.argv)
+        owns = data_dir is None
+        if data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="conformance-"))
+        else:
+            self.data_dir = Path(data_dir)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._res = _Resources(self.data_dir if owns else None)
+        # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
+        self._finalizer = weakref.finalize(self, self._res.release)
+        self._tail = _StderrTail(STDERR_LIMIT)
+        self._next_id = 1
+        self._starts = 0
+        self._pids: list[int] = []
+        self._closed = False
+
+    # -- introspection ------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"process: {' '.join(self.argv)}"
+
+    def command(self) -> list[str]:
+        """argv with the `{data_dir}` placeholder replaced (plain replace, not str.format)."""
+        return [a.replace(PLACEHOLDER, str(self.data_dir)) for a in self.argv]
+
+    @property
+    def pid(self) -> int | None:
+        """The running node's pid (also its process group id), None when not running."""
+        child = self._res.child
+        return child.pid if child is not None else None
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every process (group) this adapter has started, oldest first."""
+        return tuple(self._pids)
+
+    def alive(self) -> bool:
+        child = self._res.child
+        return child is not None and child.alive()
+
+    def logs(self) -> str:
+        return self._tail.text()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, durability: str) -> Hello:
+        if self._closed:
+            raise AdapterError("the adapter is closed")
+        child = self._res.child
+        if child is not None:
+            if child.alive():
+                raise AdapterError("the node is already running: crash() or shut it down first")
+            self._retire(child, "the node had exited")
+        argv = self.command()
+        self._starts += 1
+        self._tail.note(f"start #{self._starts}: {' '.join(argv)}")
+        env = {**os.environ, **self.env} if self.env is not None else None
+        try:
+            child = _Child(argv, env, self._tail)
+        except OSError as exc:
+            raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
+        self._res.child = child
+        self._pids.append(child.pid)
+        self._tail.note(f"pid {child.pid}")
+
+        ex = self.request("hello", versions=list(PROTOCOL_VERSIONS), harness="conformance",
+                          config={"durability": durability})
+        if ex.reply is None:
+            raise AdapterError(f"the node exited during hello{self._stderr_hint()}")
+        if not ex.reply["ok"]:
+            err = ex.reply["error"]
+            self._retire(child, "hello refused")
+            raise HelloRefused(str(err.get("code")), str(err.get("message", "")))
+        result = ex.reply["result"]
+        try:
+            hello = Hello(result["version"], dict(result["implementation"]),
+                          frozenset(result["capabilities"]), frozenset(result["entry_kinds"]))
+            ok = (isinstance(hello.version, int) and hello.version in PROTOCOL_VERSIONS
+                  and all(isinstance(c, str) for c in hello.capabilities | hello.entry_kinds))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            self._retire(child, "malformed hello")
+            raise ProtocolViolation(
+                f"hello: malformed result (needs version in {list(PROTOCOL_VERSIONS)}, "
+                f"implementation, capabilities, entry_kinds): {json.dumps(result)[:QUOTE_LIMIT]}")
+        return hello
+
+    def crash(self) -> None:
+        child = self._res.child
+        if child is not None:
+            self._retire(child, "crash: SIGKILL to the process group")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._res.child is not None:
+                self._tail.note("close: SIGKILL to the process group")
+        self._finalizer()  # runs _Resources.release at most once
+
+    def __enter__(self) -> ProcessAdapter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _retire(self, child: _Child, why: str) -> None:
+        """Kill (if needed) and reap one lifetime; the node is not running afterwards."""
+        status = child.kill()
+        if self._res.child is child:
+            self._res.child = None
+        self._tail.note(f"{why} (pid {child.pid}, exit status {status})")
+
+    def _stderr_hint(self) -> str:
+        tail = self._tail.text().strip()[-500:]
+        return f"; stderr ends with:\n{tail}" if tail else ""
+
+    # -- requests -----------------------------------------------------------------------
+
+    def request(self, op: str, **fields: Any) -> Exchange:
+        child = self._res.child
+        if child is None:
+            raise AdapterError(f"{op}: the node is not running (crashed, exited or never started)")
+        if "id" in fields:
+            raise TypeError("request(): 'id' is assigned by the adapter")
+        rid = self._next_id
+        self._next_id += 1
+        req: dict[str, Any] = {"id": rid, "op": op, **fields}
+        data = (json.dumps(req, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        deadline = time.monotonic() + self.timeout
+        events: list[dict[str, Any]] = []
+        try:
+            delivered = child.send(data, deadline)
+        except TimeoutError:
+            self._timeout(child, op, rid, "the node did not read the request")
+        if not delivered:
+            self._retire(child, f"the node closed its stdin; {op} (id {rid}) not delivered")
+            return Exchange(req, None, events)
+        while True:
+            raw = self._next_line(child, deadline)
+            if raw is None:
+                self._timeout(child, op, rid, "no reply")
+            if raw == b"":  # EOF: the node died with the request in flight
+                self._retire(child, f"the node exited with {op} (id {rid}) in flight")
+                return Exchange(req, None, events)
+            msg = self._decode(child, op, rid, raw)
+            if msg is None:
+                continue
+            if "id" not in msg:
+                if not isinstance(msg.get("event"), str):
+                    self._violation(child, op, rid, "neither a reply (id) nor an event", raw)
+                events.append(msg)
+                continue
+            self._check_reply(child, op, rid, msg, raw)
+            if op == "shutdown" and msg["ok"]:
+                self._await_exit(child)
+            return Exchange(req, msg, events)
+
+    def _next_line(self, child: _Child, deadline: float) -> bytes | None:
+        """The next stdout line; b"" at EOF; None when the deadline passed."""
+        remaining = deadline - time.monotonic()
+        try:
+            item = child.lines.get(timeout=remaining) if remaining > 0 else child.lines.get_nowait()
+        except queue.Empty:
+            return None
+        return b"" if item is None else item
+
+    def _decode(self, child: _Child, op: str, rid: int, raw: bytes) -> dict[str, Any] | None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._violation(child, op, rid, "stdout line is not UTF-8", raw)
+        if not text.strip():
+            return None  # a blank line carries nothing; tolerated
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            self._violation(child, op, rid, "stdout line is not JSON", raw)
+        if not isinstance(msg, dict):
+            self._violation(child, op, rid, "stdout line is not a JSON object", raw)
+        return msg
+
+    def _check_reply(self, child: _Child, op: str, rid: int, msg: dict[str, Any],
+                     raw: bytes) -> None:
+        got = msg["id"]
+        if isinstance(got, bool) or got != rid:
+            self._violation(child, op, rid, f"reply id {got!r} does not match request id {rid}",
+                            raw)
+        ok = msg.get("ok")
+        if not isinstance(ok, bool):
+            self._violation(child, op, rid, "reply without a boolean 'ok'", raw)
+        if ok and not isinstance(msg.get("result"), dict):
+            self._violation(child, op, rid, "ok reply without a 'result' object", raw)
+        if not ok:
+            err = msg.get("error")
+            if not isinstance(err, dict) or not isinstance(err.get("code"), str):
+                self._violation(child, op, rid, "error reply without an 'error' object with a "
+                                "string 'code'", raw)
+
+    def _await_exit(self, child: _Child) -> None:
+        """After a successful shutdown the node must exit; one that lingers is killed."""
+        try:
+            child.proc.wait(timeout=self.timeout)
+            why = "clean shutdown"
+        except subprocess.TimeoutExpired:
+            why = f"shutdown: still running {self.timeout:g} s after its reply, killed"
+        self._retire(child, why)
+
+    def _violation(self, child: _Child, op: str, rid: int, what: str, raw: bytes) -> NoReturn:
+        self._retire(child, f"protocol violation during {op} (id {rid}), killed")
+        raise ProtocolViolation(f"{op} (id {rid}): {what}: {_quote(raw)}")
+
+    def _timeout(self, child: _Child, op: str, rid: int, what: str) -> NoReturn:
+        self._retire(child, f"timeout during {op} (id {rid}), killed")
+        raise RequestTimeout(f"{op} (id {rid}): {what} within the {self.timeout:g} s timeout; "
+                             f"the node was killed")
