@@ -33,6 +33,10 @@ TAMPER_KINDS = ("torn_meta", "truncate_snapshot", "flip_body_byte", "wrong_token
 POWER_LOSS_MODES = ("drop_all", "random_prefix", "torn_last")
 CAPABILITIES = ("reader", "writer", "header_applier", "unsynced_mode", "failpoints",
                 "tamper_hooks", "install_snapshot", "pin_after_restore", "power_loss")
+# Error codes a reply can carry (docs/protocol.md, "Error codes"); `expect_error` names one.
+ERROR_CODES = ("bad_request", "unknown_op", "unsupported", "bad_entry", "too_large", "bad_index",
+               "not_open", "already_open", "read_error", "pin_failed", "injected", "bad_snapshot",
+               "snapshot_verify", "bad_header", "snapshot_out_of_date", "unknown_snapshot")
 
 Status = Literal["passed", "failed", "not_applicable", "error", "xfailed", "xpassed"]
 
@@ -80,6 +84,8 @@ class Suite:
     description: str
     path: str
     cases: tuple[Case, ...]
+    # the `fixture:` block of a regression fixture (fixtures/regressions/), else None
+    fixture: dict[str, Any] | None = None
 
 
 @dataclass
