@@ -26,7 +26,7 @@ from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
 from .impls import Implementation, resolve
 from .loader import SuiteError, load_suites, validate_paths
-from .report import RunInfo, profile_verdicts, write_report
+from .report import ReportPaths, RunInfo, profile_verdicts, write_report
 from .session import (
     SUITES_DIR,
     ExpectationsError,
@@ -55,6 +55,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="YAML of known failures of this implementation (strict xfail)")
     p.add_argument("-k", dest="pattern", default=None, help="only cases whose id contains this")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
+    p.add_argument("--differential", action="store_true",
+                   help="also run each case on the in-process reference (same capabilities) "
+                        "and fail at the first reply that differs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +109,7 @@ def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, comm
     started_wall = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     progress = Progress(verbose=args.verbose)
-    results = run_all(cases, impl, args.seed, expected, progress)
+    results = run_all(cases, impl, args.seed, expected, progress, args.differential)
     progress.done()
     duration = time.monotonic() - t0
     identity, advertised = _identity(results, impl)
@@ -133,7 +136,7 @@ def _identity(results: list[CaseResult], impl: Implementation) -> tuple[dict[str
 
 
 def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str],
-               profile: str | None, duration: float, paths: object) -> int:
+               profile: str | None, duration: float, paths: ReportPaths) -> int:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -151,7 +154,8 @@ def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str]
         why = "" if v.certified else f" ({'; '.join(v.reasons[:2])})"
         print(f"  {v.profile:<22} {mark}{why}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"\n{summary} in {duration:.2f}s; report: {paths}")
+    print(f"\n{summary} in {duration:.2f}s; report: {paths.markdown} (also report.json, "
+          "junit.xml)")
     bad = any(r.status in ("failed", "error", "xpassed") for r in results)
     if profile is not None:
         claimed = next((v for v in verdicts if v.profile == profile), None)

@@ -63,6 +63,8 @@ class CaseRunner:
         self.oracle: Oracle | None = None
         self.step: Step | None = None
         self.steps_run = 0
+        # Every exchange, summarized, for differential mode (compare with the reference).
+        self.trace: list[dict[str, Any]] = []
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class CaseRunner:
         if not self.s.alive:
             raise self._fail(f"{op}: the node is not running; add a restart step first")
         ex = self.adapter.request(op, **fields)
+        self.trace.append(summarize(self.step, ex))
         if ex.reply is None:
             self.s.alive = self.s.open = False
             if self.s.armed_crash is None and not args.get("expect_crash"):
@@ -430,6 +433,21 @@ class CaseRunner:
         """Every case ends with exactly-once: replay to the log end, compare with the model."""
         if self.s.alive and self.s.open:
             self._check_state()
+
+
+def summarize(step: Step | None, ex: Exchange) -> dict[str, Any]:
+    """An exchange as differential mode compares it: no ids, handles or messages."""
+    out: dict[str, Any] = {"step": step.index if step else None, "op": ex.request.get("op")}
+    if ex.reply is None:
+        out["reply"] = "died"
+    elif ex.reply.get("ok"):
+        result = dict(ex.reply.get("result") or {})
+        result.pop("snapshot", None)  # an opaque handle: any value is fine
+        out["reply"] = {"ok": True, "result": result}
+    else:
+        err = ex.reply.get("error") or {}
+        out["reply"] = {"ok": False, "code": err.get("code"), "kind": err.get("kind")}
+    return out
 
 
 def _matches(got: Any, matcher: Any) -> tuple[bool, str]:

@@ -22,6 +22,7 @@ from typing import TextIO
 import yaml
 
 from .cases import Case, CaseResult
+from .differential import run_differential
 from .impls import Implementation
 from .runner import run_case
 
@@ -88,12 +89,16 @@ class Progress:
 
 def run_all(cases: Sequence[Case], impl: Implementation, seed: int,
             expected: dict[str, str] | None = None,
-            on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+            on_result: Callable[[CaseResult], None] | None = None,
+            differential: bool = False) -> list[CaseResult]:
     results = []
     for case in cases:
         started = time.monotonic()
         try:
-            result = run_case(case, impl.factory, seed)
+            if differential:
+                result = run_differential(case, impl.factory, seed)
+            else:
+                result = run_case(case, impl.factory, seed)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the run
             from .cases import Failure
 
