@@ -40,6 +40,8 @@ class Failpoints:
             raise ValueError(f"unknown failpoint {name!r}; known: {', '.join(ALL_POINTS)}")
         if action not in ("crash", "error"):
             raise ValueError(f"failpoint action must be 'crash' or 'error', got {action!r}")
+        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+            raise ValueError(f"failpoint skip must be a non-negative integer, got {skip!r}")
         self.armed[name] = _Arming(action, skip)
 
     def disarm(self, name: str) -> None:
