@@ -127,6 +127,11 @@ class Lifetime:
     last_meta: int | None = None
     last_ceiling: int = 0
     opened: bool = False
+    skipped: bool = False  # the open of this lifetime skipped the body restore
+    # A lower bound of the node's in-memory HLC ceiling: the header applied at open, then every
+    # lease delivered in this lifetime. After a skip past leases in (snap, have], which are not
+    # delivered again (C4), it is below the model's ceiling, and so is a later snapshot's header.
+    ceiling_floor: int = 0
 
 
 class Oracle:
@@ -138,11 +143,15 @@ class Oracle:
         self.life = Lifetime()
         self.last_crash = ""  # "", "process", "power", "failpoint"
         self.tainted = False  # a direct write was lost to a crash: states cannot be compared
+        # snapshot index -> a lower bound of the HLC ceiling in that snapshot's header
+        self.header_floor: dict[int, int] = {}
 
     # -- apply ---------------------------------------------------------------------------------
 
     def on_applied(self, index: int, entry: Any, got: str, expected: str) -> list[Violation]:
         out: list[Violation] = []
+        if _kind(entry) == "hlc_lease" and got == expected == "ok":
+            self.life.ceiling_floor = max(self.life.ceiling_floor, int(entry.get("ceiling", 0)))
         if got != expected:
             req = "EN-001"
             if expected == "conflict" and got == "already_landed":
@@ -163,6 +172,18 @@ class Oracle:
         return out
 
     # -- snapshot persist -------------------------------------------------------------------------
+
+    def on_snapshot_header(self, index: int, ceiling: int | None = None) -> None:
+        """A snapshot at `index` was begun (its header holds at least the lifetime floor) or
+        is being installed with header ceiling `ceiling`; only one of them can be saved."""
+        bound = self.life.ceiling_floor if ceiling is None else ceiling
+        self.header_floor[index] = min(self.header_floor.get(index, bound), bound)
+
+    def header_ceiling(self, snap: int) -> int:
+        """What the HLC ceiling in the header of the snapshot at `snap` is at least."""
+        if snap in self.header_floor:
+            return self.header_floor[snap]
+        return self.log.ceilings[snap] if snap <= self.log.last_index else 0
 
     def before_persist(self, index: int) -> None:
         self.d.pointer_ceiling = max(self.d.pointer_ceiling, index)
@@ -217,6 +238,7 @@ class Oracle:
     # -- install / tamper -----------------------------------------------------------------------
 
     def on_installed(self, index: int) -> None:
+        self.life.ceiling_floor = max(self.life.ceiling_floor, self.header_ceiling(index))
         self.d.pointer_floor = self.d.pointer_ceiling = max(self.d.pointer_ceiling, index)
         self.d.compacted_floor = max(self.d.compacted_floor, index)
         self.d.written = max(self.d.written, index)
@@ -224,6 +246,12 @@ class Oracle:
             self._pinned(index)
         else:
             self.d.gap_pointer = index
+
+    def on_install_crash(self, index: int) -> None:
+        """The node died inside an install at `index`: the pointer may already be at `index`
+        with the store (and meta) still before it, the C7 gap; or the install may be whole."""
+        self.d.pointer_ceiling = max(self.d.pointer_ceiling, index)
+        self.d.gap_pointer = index
 
     def on_tamper(self, kind: str) -> None:
         if kind == "torn_meta":
@@ -325,14 +353,17 @@ class Oracle:
 
         if outcome in ("executed", "fallback"):
             if "pin_after_restore" in self.caps and snap > 0:
+                # The restore replaced the store with the state at snap and pinned meta = snap:
+                # the floor is snap now, even if applies before the crash had gone further.
                 self._pinned(snap)
+                d.synced_floor = d.written = snap
             else:
                 # The restore rolled the store back to snap and left meta absent or older.
                 d.gap_pointer = snap
                 d.synced_floor = min(d.synced_floor, snap)
                 d.written = snap
             d.meta_torn = False
-        self.life = Lifetime(opened=True)
+        self.life = Lifetime(opened=True, skipped=outcome == "skipped")
         return out
 
     def on_open_failed(self, events: list[dict[str, Any]]) -> list[Violation]:
@@ -365,10 +396,11 @@ class Oracle:
             out.append(Violation("EN-007", f"the HLC ceiling went from {self.life.last_ceiling} "
                                            f"to {ceiling}", "never backwards"))
         if snap is not None and effective is not None:
-            floor = self.log.ceilings[snap] if snap <= self.log.last_index else 0
+            floor = self.header_ceiling(snap)
+            self.life.ceiling_floor = max(self.life.ceiling_floor, floor)
             floor = max(floor, self.log.max_lease_between(effective, applied))
             if ceiling < floor:
-                req = "HV-001" if effective != snap else "HV-006"
+                req = "HV-001" if self.life.skipped else "HV-006"
                 out.append(Violation(req, f"after the cold start the HLC ceiling is {ceiling}",
                                      f">= {floor} (the snapshot header's ceiling and replayed "
                                      "leases)"))

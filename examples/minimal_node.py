@@ -165,9 +165,12 @@ class Node:
             if op["op"] == "add":
                 base = cells[k][1] if k in cells else self.latest(k)
                 try:
-                    cells[k] = [ts, str((int(base) if base is not None else 0) + op["delta"])]
+                    total = (int(base) if base is not None else 0) + op["delta"]
                 except ValueError:
                     return "type_error"  # nothing written
+                if not -2**63 <= total < 2**63 or not (base is None or -2**63 <= int(base) < 2**63):
+                    return "type_error"  # outside signed 64-bit: nothing written
+                cells[k] = [ts, str(total)]
             else:
                 cells[k] = [ts, op["value"] if op["op"] == "put" else None]
         return self.write(index, cells, txn)

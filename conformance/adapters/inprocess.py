@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,11 @@ class InProcessAdapter(Adapter):
             reply = self._server.dispatch(json.loads(json.dumps(req)))
         except SimulatedCrash as crash:
             self._log.append(str(crash))
+            self._server = None
+            return Exchange(req, None, self._sink.events[before:])
+        except Exception:  # noqa: BLE001 - an uncaught exception kills a real process too
+            self._log.append(f"{op}: the node raised an uncaught exception and died:\n"
+                             + traceback.format_exc())
             self._server = None
             return Exchange(req, None, self._sink.events[before:])
         if reply.get("id") != req["id"]:
