@@ -147,6 +147,14 @@ class EntryGen:
         return d.integer(1, 3), d.integer(0, 2000), d.integer(0, 20), rows
 
 
+def describe_config(config: NodeConfig) -> str:
+    """A short name for a node configuration, for failure messages."""
+    caps = [name for name in ("reader", "writer", "header_applier", "pin_after_restore")
+            if getattr(config, name)]
+    mode = "synced" if config.sync else "unsynced"
+    return f"{mode} {'+'.join(caps) or 'baseline'} v{config.header_version}"
+
+
 # -- the committed log and the model -------------------------------------------------------
 
 
@@ -184,11 +192,14 @@ class Point:
 
 
 class Model:
+    """The committed log, and a crash-free node that applied each item exactly once."""
+
     def __init__(self) -> None:
         self.node = Node(SimDisk(), NodeConfig(sync=True))
         self.node.open()
         self.log: list[Item] = []
-        self.results: dict[int, str] = {}
+        self.results: dict[int, str] = {}  # the apply result of each entry
+        self.wrote: dict[int, bool] = {}  # whether it committed a batch (and so the meta key)
         self.points: dict[int, Point] = {0: self._point()}
 
     def _point(self) -> Point:
@@ -202,7 +213,8 @@ class Model:
 
     def commit_entry(self, entry: dict[str, Any]) -> Item:
         item = Item(self.last_index + 1, entry=entry)
-        self.results[item.index] = self.node.apply(item.index, entry).result
+        outcome = self.node.apply(item.index, entry)
+        self.results[item.index], self.wrote[item.index] = outcome.result, outcome.wrote
         self.log.append(item)
         self.points[item.index] = self._point()
         return item
@@ -229,9 +241,6 @@ class Model:
 
     def digest(self) -> str:
         return self.node.digest()
-
-    def ceiling(self) -> int:
-        return self.node.hlc()[0]
 
 
 # -- the durable state a crash leaves ---------------------------------------------------------

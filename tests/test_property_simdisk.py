@@ -22,7 +22,8 @@ Checked after every step while the node is up (so after every restart + replay t
   process lifetime and never exceed the model's; the meta key is monotonic in a process
   lifetime except across a restore.
 
-PROPERTY_SCALE=<float> scales the example budget (e.g. 10 for a long soak run).
+PROPERTY_SCALE=<float> scales the example budget (e.g. 10 for a long soak run);
+PROPERTY_SHRINK=0 reports a failure without shrinking it (shrinking can take minutes).
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from _model import (
     Model,
     PointerOracle,
     check_open,
+    describe_config,
     read_durable,
 )
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -57,7 +59,7 @@ from hypothesis.stateful import (
 
 from reference_impl.disk import PowerLossMode, SimDisk
 from reference_impl.errors import PinError, SimulatedCrash, StaleSnapshotError
-from reference_impl.node import POINTER, Node, NodeConfig
+from reference_impl.node import POINTER, Node, NodeConfig, Site
 from reference_impl.snapshot import Header, Token, encode_body
 
 R = TypeVar("R")
@@ -73,6 +75,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 SCALE = float(os.environ.get("PROPERTY_SCALE", "1"))
+if os.environ.get("PROPERTY_SHRINK", "1") == "0":  # report the first failure unshrunk, fast
+    settings.register_profile(PROFILE, settings.get_profile(PROFILE),
+                              phases=(Phase.explicit, Phase.generate))
+SITES: tuple[Site, ...] = ("local", "config")
 
 CRASH_POINTS = ("before_pin", "after_pin", "after_save", "after_batch_commit", "mid_restore")
 # What the restart arms before open: a reader error (C2 read_err), a crash in the
@@ -106,12 +112,15 @@ class CrashReplay(RuleBasedStateMachine):
         self.cutover_floor = 0
         self.meta_floor: int | None = None
         self.boundary_meta: int | None = None
+        # The exact in-memory meta key: the last data entry that committed a batch, raised
+        # by pins, cleared (or pinned to the snapshot) by a restore (S2-S4, S6, EN-003/006).
+        self.expected_meta: int | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _where(self) -> str:
         recent = " | ".join(self.history[-8:])
-        return f"[{self.config}, step {len(self.history)}: ... {recent}]"
+        return f"[{describe_config(self.config)}, step {len(self.history)}: ... {recent}]"
 
     def _run(self, fn: Callable[[], R]) -> tuple[bool, R | None]:
         """Run a node operation; a failpoint crash kills the node (returns ok=False)."""
@@ -127,6 +136,7 @@ class CrashReplay(RuleBasedStateMachine):
             for event, index in node.trace[self.trace_seen:]:
                 if event == "pin":  # returned: the pin is durable (S6)
                     self.oracle.pinned(index)
+                    self.expected_meta = max(self.expected_meta or 0, index)
             self.trace_seen = len(node.trace)
 
     def _deliver(self, item: Item) -> bool:
@@ -140,22 +150,33 @@ class CrashReplay(RuleBasedStateMachine):
             if ok:
                 self.oracle.installed(spec.index)
                 self.pending.clear()  # the install drops snapshots begun before it
-                self.meta_floor = None
                 assert node.store is not None
                 meta = _meta(node.store.meta_raw())
                 assert meta is None or meta <= spec.index, (
                     f"{self._where()}: meta {meta} above the installed snapshot (CS-010)")
+                self.meta_floor = self.boundary_meta = meta  # the restore reset the meta key
+                self.expected_meta = spec.index if self.oracle.restore_pins else None
             return ok
         assert item.entry is not None
         entry = item.entry
         ok, outcome = self._run(lambda: node.apply(item.index, entry))
         if ok:
             assert outcome is not None
+            if self.model.wrote[item.index]:
+                self.expected_meta = item.index
             want = self.model.results[item.index]
             assert outcome.result == want, (
                 f"{self._where()}: {item.describe()} answered {outcome.result!r}, the model "
                 f"{want!r}: the node's state before it differs from the model's")
         return ok
+
+    def _check_meta(self, node: Node, what: str) -> int | None:
+        assert node.store is not None
+        meta = _meta(node.store.meta_raw())
+        assert meta == self.expected_meta, (
+            f"{self._where()} {what}: the meta key is {meta}, expected {self.expected_meta} "
+            f"(the last data entry that wrote, raised by pins, reset by a restore)")
+        return meta
 
     def _compare_state(self, node: Node, what: str) -> None:
         where = self._where()
@@ -183,7 +204,7 @@ class CrashReplay(RuleBasedStateMachine):
         result = self.node.open()
         assert (result.outcome, result.reason, result.effective) == (
             "fallback", "not_reader" if not self.config.reader else "missing_meta", 0)
-        self.history.append(f"boot {self.config}")
+        self.history.append(f"boot {describe_config(self.config)}")
 
     def _restart(self, mode: PowerLossMode, seed: int, boot: str, skip: int) -> None:
         self.disk.power_loss(mode, random.Random(seed))
@@ -204,7 +225,9 @@ class CrashReplay(RuleBasedStateMachine):
             assert view.body == point.body, (
                 f"{where}: the snapshot at {view.snap} does not hold the state at "
                 f"{view.snap} (P6):\n  file:  {view.body!r}\n  model: {point.body!r}")
-            assert view.header.ceiling <= point.ceiling and view.header.cutover <= point.cutover
+            assert view.header.ceiling <= point.ceiling and view.header.cutover <= point.cutover, (
+                f"{where}: snapshot header {view.header} beyond the log's ({point.ceiling}, "
+                f"{point.cutover}) at {view.snap}")
 
         node = self.node = Node(self.disk, self.config)
         self.trace_seen = 0
@@ -234,6 +257,12 @@ class CrashReplay(RuleBasedStateMachine):
             f"{where}: after open ({result.outcome}) hlc=({ceiling}, {cutover}) is below the "
             f"snapshot header ({header.ceiling}, {header.cutover}) (C3)")
         self.history.append(f"open {result.outcome}/{result.reason} eff={result.effective}")
+        if result.outcome == "skipped":
+            self.expected_meta = result.have
+        else:
+            restore_pin = self.oracle.restore_pins and view.pointer is not None
+            self.expected_meta = result.snap if restore_pin else None
+        self._check_meta(node, f"after open ({result.outcome})")
         for item in self.model.replay_from(result.effective):
             if not self._deliver(item):
                 return
@@ -290,7 +319,7 @@ class CrashReplay(RuleBasedStateMachine):
     def _persist(self, data: st.DataObject, sid: int) -> None:
         node = self.node
         assert node is not None
-        site = data.draw(st.sampled_from(("local", "config")), label="site")
+        site = data.draw(st.sampled_from(SITES), label="site")
         pin_error = data.draw(st.sampled_from((False, False, False, True)), label="pin error")
         index = self.pending.pop(sid)
         late = self.model.last_index > index
@@ -304,7 +333,7 @@ class CrashReplay(RuleBasedStateMachine):
         if not stale:
             self.oracle.start("persist", index)
         try:
-            ok, result = self._run(lambda: node.snapshot_persist(sid, site))  # type: ignore[arg-type]
+            ok, result = self._run(lambda: node.snapshot_persist(sid, site))
         except StaleSnapshotError:
             assert stale, f"{where}: persist@{index} stale? pointer {self.oracle.pointer}"
             return
@@ -372,8 +401,7 @@ class CrashReplay(RuleBasedStateMachine):
             f"{where}: hlc ({ceiling}, {cutover}) beyond anything committed "
             f"({model_ceiling}, {model_cutover})")
         self.ceiling_floor, self.cutover_floor = ceiling, cutover
-        assert node.store is not None
-        meta = _meta(node.store.meta_raw())
+        meta = self._check_meta(node, "while up")
         if self.meta_floor is not None:
             assert meta is not None and meta >= self.meta_floor, (
                 f"{where}: the meta key went from {self.meta_floor} to {meta} in one lifetime")
@@ -392,7 +420,7 @@ class Unsynced(CrashReplay):
 
 
 class LowerProfiles(CrashReplay):
-    """Baseline (no reader, no writer), and each capability alone."""
+    """Baseline (no reader, no writer), writer only, no writer, no header applier."""
 
     CONFIGS = tuple(
         NodeConfig(sync=sync, reader=reader, writer=writer, header_applier=applier)
@@ -420,10 +448,11 @@ MACHINES: dict[str, tuple[type[CrashReplay], int]] = {
 @pytest.mark.req(
     "XR-001", "XR-002", "XR-003", "XR-004", "XR-005",
     "CO-001", "CO-002", "CO-003", "CO-004",
-    "DM-001", "DM-002", "DM-004", "DM-005",
-    "SP-003", "SP-004", "SP-005", "SP-006",
-    "CS-001", "CS-002", "CS-003", "CS-004", "CS-005", "CS-006", "CS-007", "CS-009",
-    "CS-010", "CS-011", "EN-007",
+    "DM-001", "DM-002", "DM-003", "DM-004", "DM-005",
+    "SP-001", "SP-002", "SP-003", "SP-004", "SP-005", "SP-006",
+    "CS-001", "CS-002", "CS-003", "CS-004", "CS-005", "CS-006", "CS-007", "CS-008",
+    "CS-009", "CS-010", "CS-011", "CS-012", "HV-001", "HV-006",
+    "ST-004", "ST-005", "ST-008", "EN-003", "EN-006", "EN-007",
 )
 @pytest.mark.parametrize("name", list(MACHINES))
 def test_crash_replay_exactly_once(name: str) -> None:
