@@ -2,9 +2,11 @@
 
     conformance certify                       all suites, in-process reference (the default)
     conformance certify --impl "CMD {data_dir}" --profile baseline
+    conformance certify --image NAME[:TAG]    a container image (the same as --impl image:NAME)
     conformance run suites/cold_start.yaml -k skip
     conformance replay fixtures/regressions/some-fixture.yaml
     conformance list cases | suites | requirements | profiles
+    conformance mutants [--adapter process] [--only NAME]   the mutation score
     conformance validate [PATHS...]
 
 Exit status: 0 when every case that ran passed (and, with --profile, the profile
@@ -21,10 +23,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, mutation
 from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
-from .impls import Implementation, resolve
+from .impls import Implementation, ImplementationUnavailable, resolve
 from .loader import SuiteError, load_suites, validate_paths
 from .report import ReportPaths, RunInfo, profile_verdicts, write_report
 from .session import (
@@ -43,7 +45,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", default="reference",
                    help="reference (in process, default) | reference-process | a command line "
                         "with {data_dir}, e.g. \"python examples/minimal_node.py --data-dir "
-                        "{data_dir}\"")
+                        "{data_dir}\" | image:NAME[:TAG] (a container image)")
+    p.add_argument("--image", metavar="NAME[:TAG]", default=None,
+                   help="a Docker image serving the protocol over TCP 7070 with its data on a "
+                        "/data volume; the same as --impl image:NAME[:TAG]")
     p.add_argument("--profile", default=None,
                    help="the profile the implementation claims; certification fails unless "
                         "every MUST requirement of it passed")
@@ -81,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--suites", type=Path, nargs="*", default=None)
     val = sub.add_parser("validate", help="schema-check suite files")
     val.add_argument("paths", type=Path, nargs="*")
+    mutation.add_parser(sub)
     return ap
 
 
@@ -98,8 +104,17 @@ def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, comm
             print(f"conformance: {exc.args[0]}", file=sys.stderr)
             return 2
     expected = load_expectations(args.expectations) if args.expectations else {}
-    impl: Implementation = resolve(args.impl, seed=args.seed, timeout=args.timeout,
-                                   profile_capabilities=profile_caps)
+    if args.image is not None:
+        if args.impl != "reference":
+            print("conformance: give --impl or --image, not both", file=sys.stderr)
+            return 2
+        args.impl = f"image:{args.image}"
+    try:
+        impl: Implementation = resolve(args.impl, seed=args.seed, timeout=args.timeout,
+                                       profile_capabilities=profile_caps)
+    except ImplementationUnavailable as exc:
+        print(f"conformance: {exc}", file=sys.stderr)
+        return 2
     cases = select(cases, args.pattern)
     if not cases:
         print("conformance: no case selected", file=sys.stderr)
@@ -186,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _execute(args, _load_cases(args.paths, catalog), catalog, command)
         if args.command == "replay":
             return _execute(args, _load_cases([args.file], catalog), catalog, command)
+        if args.command == "mutants":
+            return mutation.command(args, catalog, command)
     except (SuiteError, CatalogError, ExpectationsError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2

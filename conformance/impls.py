@@ -2,6 +2,10 @@
 
     reference            the reference node, in process, on a simulated disk
     reference-process    the reference node as a local process (its stdio server)
+    mutant:NAME          a mutant of the reference (reference_impl/mutants.py), in process
+    mutant-process:NAME  the same mutant as a local process (the server's --mutant NAME)
+    image:NAME[:TAG]     a Docker image serving the protocol over TCP 7070, data on a /data
+                         volume (conformance/adapters/container.py); the CLI's --image
     anything else        a command line (shlex-split); `{data_dir}` is replaced by the
                          node's data directory, e.g. "python examples/minimal_node.py
                          --data-dir {data_dir}"
@@ -32,7 +36,8 @@ def reference_config(capabilities: Iterable[str] | None, without: Iterable[str] 
     caps -= set(without)
     return NodeConfig(reader="reader" in caps, writer="writer" in caps,
                       header_applier="header_applier" in caps,
-                      pin_after_restore="pin_after_restore" in caps)
+                      # the reference pins after a restore only with its writer on
+                      pin_after_restore="pin_after_restore" in caps and "writer" in caps)
 
 
 @dataclass
@@ -44,9 +49,60 @@ class Implementation:
     in_process: bool
 
 
+def _mutant_name(impl: str) -> str:
+    from reference_impl.mutants import get
+
+    name = impl.split(":", 1)[1]
+    try:
+        return get(name).name
+    except KeyError as exc:
+        raise ImplementationUnavailable(exc.args[0]) from None
+
+
+class ImplementationUnavailable(ValueError):
+    """The implementation cannot be reached at all (no Docker engine, no such image)."""
+
+
+def _image(image: str, timeout: float,
+           profile_capabilities: frozenset[str] | None) -> Implementation:
+    """A container image. An image labelled `conformance.capability-switches=reference-server`
+    (the reference's, docker/Dockerfile) takes the reference server's capability switches as
+    arguments, so a case's `without` is honoured as for the reference process."""
+    from .adapters.base import AdapterError
+    from .adapters.container import ContainerAdapter, inspect_image
+
+    if not image:
+        raise ImplementationUnavailable("image: needs an image name, e.g. image:NAME[:TAG]")
+    try:
+        info = inspect_image(image)
+    except AdapterError as exc:
+        raise ImplementationUnavailable(str(exc)) from None
+
+    def container(case: Case) -> Adapter:
+        command = None
+        if info.reference_switches:
+            config = reference_config(profile_capabilities, case.without)
+            command = [flag for cap, flag in _SWITCHES.items() if not getattr(config, cap)]
+            if config.pin_after_restore:
+                command.append("--pin-after-restore")
+        return ContainerAdapter(image, timeout=timeout, command=command, name=image)
+    return Implementation(f"container: {image}", container, False)
+
+
 def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
             profile_capabilities: frozenset[str] | None = None,
             node_factory: NodeFactory = reference_node, label: str = "reference") -> Implementation:
+    if impl.startswith("image:"):
+        return _image(impl.split(":", 1)[1], timeout, profile_capabilities)
+    extra_argv: list[str] = []
+    if impl.startswith("mutant:"):
+        from reference_impl.mutants import get
+
+        name = _mutant_name(impl)
+        impl, node_factory, label = "reference", get(name).make_node, f"mutant {name}"
+    elif impl.startswith("mutant-process:"):
+        name = _mutant_name(impl)
+        impl, extra_argv, label = "reference-process", ["--mutant", name], f"mutant {name}"
     if impl == "reference":
         def in_process(case: Case) -> Adapter:
             config = reference_config(profile_capabilities, case.without)
@@ -63,8 +119,9 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
             argv += [flag for cap, flag in _SWITCHES.items() if not getattr(config, cap)]
             if config.pin_after_restore:
                 argv.append("--pin-after-restore")
-            return ProcessAdapter(argv, timeout=timeout, name="reference-process")
-        return Implementation("reference (local process)", reference_process, False)
+            return ProcessAdapter(argv + extra_argv, timeout=timeout,
+                                  name=f"{label}-process" if extra_argv else "reference-process")
+        return Implementation(f"{label} (local process)", reference_process, False)
 
     argv = shlex.split(impl)
     if not argv:

@@ -199,7 +199,17 @@ class CaseRunner:
             ok, what = _matches(got, matcher)
             if not ok:
                 raise self._fail(f"{ex.request['op']}: {key} = {got!r}", ex, f"{key} {what}",
-                                 self.case.requirements[0] if self.case.requirements else None)
+                                 self._blame(str(ex.request["op"]), key))
+
+    def _blame(self, op: str, field: str) -> str | None:
+        """The requirement an unexpected field value violates: the first one the case cites
+        (in the case's order: authors put the main one first) among those that govern that
+        field, else the case's first requirement."""
+        governing = _FIELD_REQUIREMENTS.get((op, field), ())
+        for rid in self.case.requirements:
+            if rid in governing:
+                return rid
+        return self.case.requirements[0] if self.case.requirements else None
 
     # -- log delivery -------------------------------------------------------------------------------
 
@@ -462,6 +472,27 @@ class CaseRunner:
         """Every case ends with exactly-once: replay to the log end, compare with the model."""
         if self.s.alive and self.s.open:
             self._check_state()
+
+
+# Which requirements govern a reply field (for blaming an unexpected value in an `expect`).
+_FIELD_REQUIREMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("open", "outcome"): ("CS-001", "CS-002", "CS-003", "CS-004", "CS-005"),
+    ("open", "reason"): ("CS-003", "CS-004", "CS-005", "CS-008"),
+    ("open", "effective"): ("CS-006", "CS-007", "XR-004"),
+    ("open", "last_applied"): ("CS-006", "CS-007"),
+    ("open", "gap"): ("CS-008",),
+    ("open", "have"): ("ST-001", "ST-002", "ST-004", "CO-001", "CO-002", "DM-001", "DM-002",
+                       "DM-003", "DM-004", "SP-001", "SP-002", "SP-005", "CS-010"),
+    ("open", "snap"): ("CO-001", "SP-003", "CO-004"),
+    ("open", "compacted"): ("CO-004", "SP-003"),
+    ("last_applied_index", "index"): ("ST-004", "ST-007", "ST-008", "ST-012", "EN-003",
+                                      "EN-006", "SP-001", "SP-002", "SP-005", "CS-010",
+                                      "CS-011"),
+    ("last_applied_index", "present"): ("ST-001", "ST-002", "CS-010"),
+    ("hlc", "ceiling"): ("HV-001", "HV-006", "EN-007"),
+    ("hlc", "cutover"): ("HV-001", "HV-006"),
+    ("snapshot_persist", "pinned"): ("SP-001", "SP-002", "SP-004"),
+}
 
 
 def summarize(step: Step | None, ex: Exchange) -> dict[str, Any]:

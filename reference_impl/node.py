@@ -446,6 +446,16 @@ def _reframe(payload: bytes) -> tuple[bytes, int]:
     return payload + crc.to_bytes(4, "little"), crc
 
 
+def _utf8_within(text: object, limit: int) -> bool:
+    """A string that is valid UTF-8 (no lone surrogate) of at most `limit` bytes."""
+    if not isinstance(text, str):
+        return False
+    try:
+        return len(text.encode("utf-8")) <= limit
+    except UnicodeEncodeError:
+        return False
+
+
 def _rows_to_versions(rows: Iterable[object]) -> dict[str, list[list[Any]]]:
     """Validate install_snapshot rows: [key, value, commit_ts]. Malformed: SnapshotError."""
     if isinstance(rows, str | bytes) or not isinstance(rows, Iterable):
@@ -455,11 +465,11 @@ def _rows_to_versions(rows: Iterable[object]) -> dict[str, list[list[Any]]]:
         if not (isinstance(row, list | tuple) and len(row) == 3):
             raise SnapshotError(f"install_snapshot.rows[{i}] must be [key, value, commit_ts]")
         key, value, ts = row
-        if not isinstance(key, str) or len(key.encode()) > MAX_KEY_BYTES:
+        if not _utf8_within(key, MAX_KEY_BYTES):
             raise SnapshotError(f"install_snapshot.rows[{i}]: bad key")
-        if not isinstance(value, str) or len(value.encode()) > MAX_VALUE_BYTES:
+        if not _utf8_within(value, MAX_VALUE_BYTES):
             raise SnapshotError(f"install_snapshot.rows[{i}]: bad value")
-        if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
+        if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 2**64:
             raise SnapshotError(f"install_snapshot.rows[{i}]: bad commit_ts")
         if key in versions:
             raise SnapshotError(f"install_snapshot.rows[{i}]: duplicate key {key!r}")

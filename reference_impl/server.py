@@ -1,6 +1,8 @@
 """Serve the reference node over the wire protocol (JSON lines on stdin/stdout).
 
     python -m reference_impl.server --data-dir DIR [--unsynced] [--no-reader] ...
+    python -m reference_impl.server --data-dir DIR --mutant NAME   # a broken variant
+    python -m reference_impl.server --data-dir DIR --listen 0.0.0.0:7070   # over TCP
 
 One request per line, one reply per line, in order; events (no id) may come
 before a reply. Logs go to stderr only. See docs/protocol.md.
@@ -144,6 +146,40 @@ class Server:
         return not (isinstance(req, dict) and req.get("op") == "shutdown")
 
 
+def _log(message: str) -> None:
+    print(f"reference_impl: {message}", file=sys.stderr, flush=True)
+
+
+def serve_tcp(server: Server, listen: str) -> int:
+    """Serve JSON lines over TCP (containers): one connection at a time, the node kept
+    across connections, until a `shutdown` (or a crash failpoint, which exits at once)."""
+    import socket
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"--listen wants HOST:PORT, got {listen!r}")
+    with socket.create_server((host.strip("[]") or "0.0.0.0", int(port)),
+                              family=socket.AF_INET6 if ":" in host else socket.AF_INET) as lsock:
+        _log(f"listening on {listen}")
+        while True:
+            conn, peer = lsock.accept()
+            _log(f"connection from {peer[0]}:{peer[1]}")
+            # an event and its reply are two writes: without this, Nagle holds the second
+            # until the harness's delayed ACK
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with conn, conn.makefile("r", encoding="utf-8", newline="\n") as rfile, \
+                    conn.makefile("w", encoding="utf-8", newline="\n") as wfile:
+                server.out = wfile
+                try:
+                    for line in rfile:
+                        if line.strip() and not server.handle(line):
+                            _log("shutdown")
+                            return 0
+                except (OSError, ValueError) as exc:  # reset, or a write to a closed peer
+                    _log(f"connection lost: {exc}")
+            _log("connection closed; waiting for the next one")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m reference_impl.server", description=__doc__)
     ap.add_argument("--data-dir", required=True, type=Path)
@@ -152,11 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-writer", action="store_true")
     ap.add_argument("--no-header-applier", action="store_true")
     ap.add_argument("--pin-after-restore", action="store_true")
+    ap.add_argument("--listen", metavar="HOST:PORT", default=None,
+                    help="serve over TCP (one connection at a time) instead of stdin/stdout")
+    from .mutants import MUTANTS
+
+    ap.add_argument("--mutant", metavar="NAME", choices=sorted(MUTANTS),
+                    help="run a deliberately broken variant (reference_impl/mutants.py): "
+                         + ", ".join(sorted(MUTANTS)))
     args = ap.parse_args(argv)
     config = NodeConfig(sync=not args.unsynced, reader=not args.no_reader,
                         writer=not args.no_writer, header_applier=not args.no_header_applier,
                         pin_after_restore=args.pin_after_restore)
-    server = Server(Node(OSDisk(args.data_dir), config), sys.stdout)
+    disk = OSDisk(args.data_dir)
+    node = MUTANTS[args.mutant].make_node(disk, config) if args.mutant else Node(disk, config)
+    server = Server(node, sys.stdout)
+    if args.listen:
+        return serve_tcp(server, args.listen)
     for line in sys.stdin:
         if line.strip() and not server.handle(line):
             break
