@@ -13,11 +13,9 @@ Select a mutant through any adapter:
     conformance run suites --impl mutant-process:NAME      # local process, wire protocol
     python -m reference_impl.server --data-dir D --mutant NAME
 
-Mutants are small subclasses of the reference `Store`, `FSM` and `Node`. The
-reference builds its store and FSM inside `Node._open` and decides the cold start
-in one block, so `SeamNode` below restates `Node._open` split at the seams the
-cold-start mutants change (tests/test_mutants.py checks that `SeamNode` without a
-deviation passes every regression fixture, like the reference).
+Mutants are small subclasses of the reference `Store`, `FSM` and `Node`: the node
+builds its store and FSM from `Node.store_class` / `Node.fsm_class`, and runs its
+cold start as named `_cold_*` steps, so each mutant overrides exactly one of them.
 """
 
 from __future__ import annotations
@@ -29,10 +27,10 @@ from typing import Any
 
 from .disk import Disk
 from .entries import Entry
-from .errors import AlreadyOpenError, NodeError, NotOpenError, StoreReadError
+from .errors import NodeError, StoreReadError
 from .fsm import FSM, ApplyOutcome
-from .node import RAFT_DIR, SNAP_DIR, Node, NodeConfig, OpenResult, PersistResult, _Pending
-from .snapshot import Header, Token, decode_body, parse_header
+from .node import SNAP_DIR, Node, NodeConfig, OpenResult, PersistResult, _Pending
+from .snapshot import Header, Token, parse_header
 from .store import META_APPLIED_INDEX, STORE_FILE, Batch, Store, encode_index
 
 META = META_APPLIED_INDEX
@@ -53,96 +51,6 @@ class Mutant:
 # ------------------------------------------------------------------ the seamed node
 
 
-class SeamNode(Node):
-    """The reference node, with `Node._open` restated step for step at named seams.
-
-    `store_class` / `fsm_class` let store and FSM mutants run inside an otherwise
-    unchanged node; the `_cold_*` hooks are the cold-start decisions. Without an
-    override every hook does exactly what `Node._open` does.
-    """
-
-    store_class: type[Store] = Store
-    fsm_class: type[FSM] = FSM
-
-    def _open(self) -> OpenResult:
-        if self.dead:
-            raise NotOpenError("the node crashed; restart it (a new Node on the same disk)")
-        if self.store is not None:
-            raise AlreadyOpenError("the node is already open")
-        for d in (SNAP_DIR, RAFT_DIR):
-            self.disk.makedirs(d)
-        store = self.store_class(self.disk, sync=self.config.sync, failpoints=self.failpoints)
-        fsm = self.fsm_class(store)
-        token = self._read_pointer()
-        snap = token.index if token else 0
-        have, reason = self._cold_read_have(store)
-        if reason is None and not self.config.header_applier:
-            reason = "not_header_applier"
-        skip = reason is None and have is not None and self._cold_fresh_enough(have, snap)
-        if skip:
-            assert have is not None
-            outcome, effective = "skipped", self._cold_effective_on_skip(have, snap)
-        else:
-            outcome, effective = ("executed" if reason is None else "fallback"), snap
-        result = OpenResult(
-            outcome=outcome, reason=reason, have=have, snap=snap, effective=effective,
-            gap=None if have is None else have - snap, compacted=self._read_compacted(),
-            last_applied=effective,
-        )
-        self._cold_decided(result)
-        if skip:
-            # Skip: header state still applies, after the same verification as a restore.
-            self._cold_header_on_skip(fsm, self._cold_skip_header(token))
-        else:
-            header, body = self._load_snapshot(token)
-            state = decode_body(body)
-            pin = snap if (self.config.pin_after_restore and self.config.writer
-                           and token is not None) else None
-            store.restore(state, pin)
-            self.trace.append(("restore", snap))
-            self._cold_header_on_restore(fsm, header)
-        self.store, self.fsm, self.applied = store, fsm, effective
-        self._cold_succeeded(result)
-        return result
-
-    # -- seams (reference behaviour) ---------------------------------------------------
-
-    def _cold_read_have(self, store: Store) -> tuple[int | None, str | None]:
-        """(have, fallback reason): C2."""
-        if not self.config.reader:
-            return None, "not_reader"
-        try:
-            index, present = store.last_applied_index()
-        except StoreReadError as exc:
-            return self._cold_read_error(exc)
-        return (index, None) if present else (None, "missing_meta")
-
-    def _cold_read_error(self, exc: StoreReadError) -> tuple[int | None, str | None]:
-        return None, "read_err"  # never aborts the cold start: over-restore is safe
-
-    def _cold_fresh_enough(self, have: int, snap: int) -> bool:
-        return have >= snap  # C1
-
-    def _cold_effective_on_skip(self, have: int, snap: int) -> int:
-        return have  # C4
-
-    def _cold_skip_header(self, token: Token | None) -> Header:
-        return self._load_snapshot(token)[0]  # C3: verified like the restore path
-
-    def _cold_header_on_skip(self, fsm: FSM, header: Header) -> None:
-        fsm.apply_header(header.ceiling, header.cutover)
-
-    def _cold_header_on_restore(self, fsm: FSM, header: Header) -> None:
-        fsm.apply_header(header.ceiling, header.cutover)
-
-    def _cold_decided(self, result: OpenResult) -> None:
-        """The outcome is known, nothing verified or restored yet."""
-
-    def _cold_succeeded(self, result: OpenResult) -> None:
-        # C5: the outcome is reported only now, after the skip or restore succeeded.
-        self._emit({"event": "cold_start", **result.to_json()})
-
-
 def _node(node_class: type[Node]) -> NodeMaker:
     def make(disk: Disk, config: NodeConfig) -> Node:
         return node_class(disk, config)
@@ -151,12 +59,12 @@ def _node(node_class: type[Node]) -> NodeMaker:
 
 
 def _with_store(store_class: type[Store]) -> NodeMaker:
-    node_class = type(f"{store_class.__name__}Node", (SeamNode,), {"store_class": store_class})
+    node_class = type(f"{store_class.__name__}Node", (Node,), {"store_class": store_class})
     return _node(node_class)
 
 
 def _with_fsm(fsm_class: type[FSM]) -> NodeMaker:
-    node_class = type(f"{fsm_class.__name__}Node", (SeamNode,), {"fsm_class": fsm_class})
+    node_class = type(f"{fsm_class.__name__}Node", (Node,), {"fsm_class": fsm_class})
     return _node(node_class)
 
 
@@ -395,7 +303,7 @@ class OneKeyLandedFSM(_FastPathFSM):
 # ------------------------------------------------------------------ persist mutants
 
 
-class PinAfterSaveNode(SeamNode):
+class PinAfterSaveNode(Node):
     def _persist_local_snapshot(self, snap: _Pending) -> PersistResult:
         self._save(snap.index, snap.header, snap.body)  # DEVIATION: save, then pin
         pinned = self._pin(snap.index)
@@ -403,7 +311,7 @@ class PinAfterSaveNode(SeamNode):
         return PersistResult(snap.index, "local", pinned, snap.index)
 
 
-class PinErrorIgnoredNode(SeamNode):
+class PinErrorIgnoredNode(Node):
     def _pin(self, index: int) -> bool:
         if not self.config.writer:
             return False
@@ -417,7 +325,7 @@ class PinErrorIgnoredNode(SeamNode):
         return True
 
 
-class CompactFirstNode(SeamNode):
+class CompactFirstNode(Node):
     def _persist_local_snapshot(self, snap: _Pending) -> PersistResult:
         self._compact(snap.index)  # DEVIATION: the log is truncated before the pin and save
         pinned = self._pin(snap.index)
@@ -425,7 +333,7 @@ class CompactFirstNode(SeamNode):
         return PersistResult(snap.index, "local", pinned, snap.index)
 
 
-class ConfigSiteNoPinNode(SeamNode):
+class ConfigSiteNoPinNode(Node):
     def _persist_config_snapshot(self, snap: _Pending) -> PersistResult:
         self._save(snap.index, snap.header, snap.body)  # DEVIATION: no self._pin(snap.index)
         self._compact(snap.index)
@@ -435,32 +343,32 @@ class ConfigSiteNoPinNode(SeamNode):
 # ------------------------------------------------------------------ cold-start mutants
 
 
-class ReaderErrorAbortsNode(SeamNode):
+class ReaderErrorAbortsNode(Node):
     def _cold_read_error(self, exc: StoreReadError) -> tuple[int | None, str | None]:
         raise exc  # DEVIATION: the read error fails the cold start
 
 
-class SkipOffByOneNode(SeamNode):
+class SkipOffByOneNode(Node):
     def _cold_fresh_enough(self, have: int, snap: int) -> bool:
         return have >= snap - 1  # DEVIATION
 
 
-class RestoreAtEqualNode(SeamNode):
+class RestoreAtEqualNode(Node):
     def _cold_fresh_enough(self, have: int, snap: int) -> bool:
         return have > snap  # DEVIATION
 
 
-class EffectiveSnapOnSkipNode(SeamNode):
+class EffectiveSnapOnSkipNode(Node):
     def _cold_effective_on_skip(self, have: int, snap: int) -> int:
         return snap  # DEVIATION: entries snap+1..have are delivered again
 
 
-class NoHeaderOnSkipNode(SeamNode):
+class NoHeaderOnSkipNode(Node):
     def _cold_header_on_skip(self, fsm: FSM, header: Header) -> None:
         pass  # DEVIATION: only the restore path applies the header
 
 
-class UnverifiedSkipNode(SeamNode):
+class UnverifiedSkipNode(Node):
     def _cold_skip_header(self, token: Token | None) -> Header:
         if token is None:
             return Header()
@@ -468,7 +376,7 @@ class UnverifiedSkipNode(SeamNode):
         return parse_header(data[:-4])[0]  # DEVIATION: no size / token CRC / body CRC check
 
 
-class EarlyOutcomeNode(SeamNode):
+class EarlyOutcomeNode(Node):
     def _cold_decided(self, result: OpenResult) -> None:
         self._emit({"event": "cold_start", **result.to_json()})  # DEVIATION: before success
 
@@ -476,7 +384,7 @@ class EarlyOutcomeNode(SeamNode):
         pass
 
 
-class CeilingLostOnRestoreNode(SeamNode):
+class CeilingLostOnRestoreNode(Node):
     def _cold_header_on_restore(self, fsm: FSM, header: Header) -> None:
         fsm.apply_header(0, header.cutover)  # DEVIATION: the ceiling restarts from the leases
 
@@ -594,4 +502,4 @@ def get(name: str) -> Mutant:
         raise KeyError(f"unknown mutant {name!r}; known: {', '.join(sorted(MUTANTS))}") from None
 
 
-__all__ = ["MUTANTS", "Mutant", "SeamNode", "get"]
+__all__ = ["MUTANTS", "Mutant", "get"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from .disk import Disk, atomic_write
 from .entries import MAX_KEY_BYTES, MAX_VALUE_BYTES, parse_entry
@@ -115,6 +115,10 @@ class Node:
     failpoints: Failpoints = field(default_factory=Failpoints)
     on_event: Callable[[dict[str, Any]], None] | None = None
 
+    # The store and FSM classes the node builds at open (a mutant may swap one).
+    store_class: ClassVar[type[Store]] = Store
+    fsm_class: ClassVar[type[FSM]] = FSM
+
     def __post_init__(self) -> None:
         self.store: Store | None = None
         self.fsm: FSM | None = None
@@ -173,57 +177,85 @@ class Node:
         return self._guard(self._open)  # type: ignore[no-any-return]
 
     def _open(self) -> OpenResult:
+        """The skip gate, as a sequence of named steps (each a method below, so a mutant
+        of the catalog can change exactly one of them)."""
         if self.dead:
             raise NotOpenError("the node crashed; restart it (a new Node on the same disk)")
         if self.store is not None:
             raise AlreadyOpenError("the node is already open")
         for d in (SNAP_DIR, RAFT_DIR):
             self.disk.makedirs(d)
-        store = Store(self.disk, sync=self.config.sync, failpoints=self.failpoints)
-        fsm = FSM(store)
+        store = self.store_class(self.disk, sync=self.config.sync, failpoints=self.failpoints)
+        fsm = self.fsm_class(store)
         token = self._read_pointer()
         snap = token.index if token else 0
-
-        have: int | None = None
-        reason: str | None = None
-        if not self.config.reader:
-            reason = "not_reader"
-        else:
-            try:
-                index, present = store.last_applied_index()
-                if present:
-                    have = index
-                else:
-                    reason = "missing_meta"
-            except StoreReadError:
-                reason = "read_err"  # never aborts the cold start: over-restore is safe
+        have, reason = self._cold_read_have(store)
         if reason is None and not self.config.header_applier:
             reason = "not_header_applier"
-
-        header, body = self._load_snapshot(token)
-        if reason is None and have is not None and have >= snap:
-            # Skip: the store is at least as fresh as the snapshot. Header state still
-            # applies, after the same verification as a restore (done above).
-            outcome, effective = "skipped", have
+        skip = reason is None and have is not None and self._cold_fresh_enough(have, snap)
+        if skip:
+            assert have is not None
+            outcome, effective = "skipped", self._cold_effective_on_skip(have, snap)
         else:
-            state = decode_body(body)
-            pin = snap if (self.config.pin_after_restore and self.config.writer
-                           and token is not None) else None
-            store.restore(state, pin)
-            self.trace.append(("restore", snap))
-            outcome = "executed" if reason is None else "fallback"
-            effective = snap
-        fsm.apply_header(header.ceiling, header.cutover)
-
-        self.store, self.fsm, self.applied = store, fsm, effective
+            outcome, effective = ("executed" if reason is None else "fallback"), snap
         result = OpenResult(
             outcome=outcome, reason=reason, have=have, snap=snap, effective=effective,
             gap=None if have is None else have - snap, compacted=self._read_compacted(),
             last_applied=effective,
         )
+        self._cold_decided(result)
+        if skip:
+            # Skip the body restore; the header state still applies, after the same
+            # verification the restore path does (C3).
+            self._cold_header_on_skip(fsm, self._cold_skip_header(token))
+        else:
+            header, body = self._load_snapshot(token)
+            pin = snap if (self.config.pin_after_restore and self.config.writer
+                           and token is not None) else None
+            store.restore(decode_body(body), pin)
+            self.trace.append(("restore", snap))
+            self._cold_header_on_restore(fsm, header)
+        self.store, self.fsm, self.applied = store, fsm, effective
+        self._cold_succeeded(result)
+        return result
+
+    # The steps of the cold start.
+
+    def _cold_read_have(self, store: Store) -> tuple[int | None, str | None]:
+        """C2: (have, fallback reason). No reader, a missing meta key or a read error
+        all fall back to the full restore; a read error never aborts the cold start."""
+        if not self.config.reader:
+            return None, "not_reader"
+        try:
+            index, present = store.last_applied_index()
+        except StoreReadError as exc:
+            return self._cold_read_error(exc)
+        return (index, None) if present else (None, "missing_meta")
+
+    def _cold_read_error(self, exc: StoreReadError) -> tuple[int | None, str | None]:
+        return None, "read_err"  # over-restore is always safe; under-restore never is
+
+    def _cold_fresh_enough(self, have: int, snap: int) -> bool:
+        return have >= snap  # C1
+
+    def _cold_effective_on_skip(self, have: int, snap: int) -> int:
+        return have  # C4: entries up to have are never delivered again
+
+    def _cold_skip_header(self, token: Token | None) -> Header:
+        return self._load_snapshot(token)[0]  # C3: verified exactly like the restore path
+
+    def _cold_header_on_skip(self, fsm: FSM, header: Header) -> None:
+        fsm.apply_header(header.ceiling, header.cutover)
+
+    def _cold_header_on_restore(self, fsm: FSM, header: Header) -> None:
+        fsm.apply_header(header.ceiling, header.cutover)
+
+    def _cold_decided(self, result: OpenResult) -> None:
+        """The outcome is known; nothing is verified or restored yet: report nothing."""
+
+    def _cold_succeeded(self, result: OpenResult) -> None:
         # C5: the outcome is reported only now, after the skip or restore succeeded.
         self._emit({"event": "cold_start", **result.to_json()})
-        return result
 
     # -- apply -------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from conformance.loader import load_suite
 from conformance.mutation import FIXTURES_DIR
 from conformance.runner import run_case
 from reference_impl.disk import SimDisk
-from reference_impl.mutants import MUTANTS, SeamNode
+from reference_impl.mutants import MUTANTS
 from reference_impl.node import Node, NodeConfig
 from reference_impl.server import main as server_main
 
@@ -92,15 +92,6 @@ def test_fixture_green_on_reference_red_on_mutant(name: str) -> None:
     assert mut.status == "failed", f"the fixture does not kill {name}"
     assert mut.failure is not None
     assert mut.failure.requirement == MUTANTS[name].requirement, mut.failure.render()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_seam_node_without_deviation_is_the_reference(name: str) -> None:
-    """The restated cold start of SeamNode behaves like Node._open on every fixture."""
-    impl = resolve("reference", node_factory=lambda disk, config: SeamNode(disk, config),
-                   label="seam node")
-    result = run_case(fixture_case(name), impl.factory)
-    assert result.status == "passed", result.failure.render() if result.failure else ""
 
 
 @pytest.mark.parametrize("name", PROCESS_SUBSET)
