@@ -134,7 +134,11 @@ _FLOAT_RE = re.compile(
 _TAG = "tag:yaml.org,2002:"
 
 
-class SuiteYamlLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (4x faster on the suites); same nodes and marks.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SuiteYamlLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """A SafeLoader that records the start mark of every mapping, sequence, key and value.
 
     Scalars resolve as in YAML 1.2's core schema, as yaml-language-server does:
