@@ -7,6 +7,8 @@
     conformance replay fixtures/regressions/some-fixture.yaml
     conformance list cases | suites | requirements | profiles
     conformance mutants [--adapter process] [--only NAME]   the mutation score
+    conformance explore --impl ... [--time S | --examples N] [--seed K] [--out DIR]
+    conformance explore --exhaustive [--depth 4]             bounded exhaustive (B3)
     conformance validate [PATHS...]
 
 Exit status: 0 when every case that ran passed (and, with --profile, the profile
@@ -23,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, mutation
+from . import __version__, explore, mutation
 from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
 from .impls import Implementation, ImplementationUnavailable, resolve
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="schema-check suite files")
     val.add_argument("paths", type=Path, nargs="*")
     mutation.add_parser(sub)
+    explore.add_parser(sub)
     return ap
 
 
@@ -203,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _execute(args, _load_cases([args.file], catalog), catalog, command)
         if args.command == "mutants":
             return mutation.command(args, catalog, command)
+        if args.command == "explore":
+            return explore.command(args)
     except (SuiteError, CatalogError, ExpectationsError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2

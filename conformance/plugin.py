@@ -32,7 +32,8 @@ _IMPL = pytest.StashKey[Implementation]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("conformance", "applied-index conformance suites")
     g.addoption("--impl", default="reference",
-                help="reference | reference-process | a command line with {data_dir}")
+                help="reference | reference-process | a command line with {data_dir} | "
+                     "image:NAME[:TAG] (a container image)")
     g.addoption("--profile", default=None, help="the profile the implementation claims")
     g.addoption("--seed", type=int, default=0, help="seed for generators and power loss")
     g.addoption("--conformance-timeout", type=float, default=10.0, help="seconds per request")

@@ -71,24 +71,42 @@ class CaseRunner:
     def run(self) -> CaseResult:
         start = time.monotonic()
         try:
-            hello = self._start_or_probe()
-            missing = missing_capabilities(self.case, hello, self.adapter)
+            missing = self.begin()
             if missing:
                 return CaseResult(self.case, "not_applicable", time.monotonic() - start, 0,
                                   reason="needs " + ", ".join(missing) + f"; {self._who()} "
                                   "does not have it")
-            self.oracle = Oracle(hello.capabilities, self.case.durability)
             for step in self.case.steps:
-                self.step = step
-                getattr(self, f"_step_{step.kind}")(step.args)
-                self.steps_run += 1
-            self.step = None
-            self._final_check()
+                self.execute(step)
+            self.finish()
         except StepFailed as exc:
             return self._failed(exc.failure, start)
         except AdapterError as exc:
             return self._failed(Failure(f"{type(exc).__name__}: {exc}", step=self.step), start)
         return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run)
+
+    # The three phases of `run`, public so that one long-lived runner can be driven a step
+    # at a time (conformance/explore.py builds each step as it goes).
+
+    def begin(self) -> list[str]:
+        """Start the node and the oracle; return what the node lacks for the case ([] when
+        the case applies; then the oracle is ready)."""
+        hello = self._start_or_probe()
+        missing = missing_capabilities(self.case, hello, self.adapter)
+        if not missing:
+            self.oracle = Oracle(hello.capabilities, self.case.durability)
+        return missing
+
+    def execute(self, step: Step) -> None:
+        """Run one step; raises StepFailed (or AdapterError) at the first violation."""
+        self.step = step
+        getattr(self, f"_step_{step.kind}")(step.args)
+        self.steps_run += 1
+
+    def finish(self) -> None:
+        """The end of every case: replay to the log end and compare with the model."""
+        self.step = None
+        self._final_check()
 
     def _failed(self, failure: Failure, start: float) -> CaseResult:
         if failure.step is None:
@@ -258,9 +276,12 @@ class CaseRunner:
         elif "generate" in args:
             yield from generate(args["generate"], self.rng, self.o.log.last_index)
 
-    def _ensure_caught_up(self) -> None:
+    def _ensure_caught_up(self) -> bool:
+        """Re-deliver what the node is missing; False when it died doing so (an armed
+        crash point fired), which ends the step."""
         if self.s.open and self.s.applied < self.o.log.last_index:
             self._replay()
+        return self.s.alive
 
     def _step_apply(self, args: dict[str, Any]) -> None:
         if "raw_entry" in args:
@@ -281,7 +302,8 @@ class CaseRunner:
                 raise self._fail(f"index {explicit} accepted although the log is at "
                                  f"{self.o.log.last_index}", ex, "error bad_index", "BI-002")
             return
-        self._ensure_caught_up()
+        if not self._ensure_caught_up():
+            return
         for entry in self._entries(args):
             try:
                 index, _ = self.o.log.append(entry)
@@ -298,7 +320,8 @@ class CaseRunner:
                 return
 
     def _apply_raw(self, args: dict[str, Any]) -> None:
-        self._ensure_caught_up()
+        if not self._ensure_caught_up():
+            return
         index = args.get("index", self.o.log.last_index + 1)
         ex = self._request("apply", args, index=index, entry=args["raw_entry"])
         if ex.reply and ex.reply["ok"]:
@@ -306,7 +329,8 @@ class CaseRunner:
                              self._bi_req("apply"))
 
     def _snapshot_begin(self, args: dict[str, Any]) -> tuple[int, int] | None:
-        self._ensure_caught_up()
+        if not self._ensure_caught_up():
+            return None
         ex = self._request("snapshot_begin", args)
         if ex.reply is None or not ex.reply["ok"]:
             return None
@@ -398,7 +422,8 @@ class CaseRunner:
         if "raw" in args:
             self._request("install_snapshot", args, **args["raw"])
             return
-        self._ensure_caught_up()
+        if not self._ensure_caught_up():
+            return
         for entry in self._entries(args):
             self.o.log.append(entry)
         n = self.o.log.last_index
@@ -441,6 +466,8 @@ class CaseRunner:
 
     def _step_check(self, args: dict[str, Any]) -> None:
         for name in args.get("invariants", []):
+            if not self.s.alive:
+                return  # an armed crash point fired while replaying for an earlier invariant
             if name == "state_matches_model":
                 self._check_state()
             elif name == "meta_invisible":

@@ -101,9 +101,11 @@ def _labels(**extra: str) -> dict[str, str]:
 def docker_client() -> docker.DockerClient:
     """A Docker SDK client from the environment (DOCKER_HOST, ...); EngineUnavailable if none."""
     try:
+        import testcontainers  # noqa: F401 - needed to start containers; fail early
+
         import docker
     except ImportError as exc:
-        raise EngineUnavailable("the Docker SDK is not installed: pip install "
+        raise EngineUnavailable(f"{exc.name} is not installed: pip install "
                                 "'applied-index-conformance[container]'") from exc
     try:
         client = docker.from_env(timeout=API_TIMEOUT)
