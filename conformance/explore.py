@@ -4,12 +4,15 @@ Handwritten cases cover the bugs someone thought of. Exploration generates the c
 instead: a Hypothesis `RuleBasedStateMachine` whose every rule builds ONE suite `Step`
 (the arguments exactly as the YAML loader would produce them) and runs it through one
 long-lived `CaseRunner` over the chosen adapter. The same oracle that judges the suites
-judges every generated step, so every adapter works (in process, local process, image)
-and nothing about the protocol is restated here: the machine only keeps the sequences
-meaningful (preconditions) and adds the few expectations the protocol fixes exactly
-(an armed pin error fails the persist with `pin_failed`; a reader error or a torn meta
-value makes the cold start fall back with `read_err` / `missing_meta`; a damaged snapshot
-fails `open` with the matching verification error).
+judges every generated step, so every adapter works (in process, local process, image).
+The machine keeps the sequences meaningful (preconditions) and adds only expectations the
+protocol fixes exactly: an armed pin error fails the persist with `pin_failed`; a reader
+error or a torn meta value makes the cold start fall back with `read_err` /
+`missing_meta`; a damaged snapshot fails `open` with the matching verification error; and
+`last_applied_index` reads the value the requirements fix while they fix one (a data
+entry that wrote records its index, a conflict, a non-data entry or a direct write leaves
+the key alone, a pin keeps the maximum, a skip keeps `have`; unknown after a crash until
+the next open, after a restore, and after results the protocol leaves open).
 
 A failing step raises `Found` (one subclass per violated requirement, so Hypothesis
 tracks and shrinks distinct bugs separately); Hypothesis shrinks it to a minimal
@@ -22,8 +25,8 @@ block (catches, guards = the violated requirement, seed, implementation identity
 `--exhaustive` is the bounded-exhaustive mode (CrashMonkey/B3 applied to this protocol):
 every sequence of up to `--depth` operations from a small alphabet that includes
 snapshot_begin and snapshot_persist, each combined with every crash point (a failpoint at
-each of its hits) and every power-loss mode at the end, then restart, open, replay and
-the final exactly-once check.
+each of its hits) and every power-loss mode at the end, then restart, open (with every
+crash point of the recovery at each of its hits), replay and the exactly-once check.
 
     conformance explore --impl mutant:pin-error-ignored --time 30
     conformance explore --impl reference --examples 500 --seed 7 --out /tmp/found
@@ -94,6 +97,11 @@ SNAPSHOT_TAMPERS = {
     "flip_body_byte": ({"code": "snapshot_verify", "kind": "file_crc"}, "HV-004"),
     "unknown_header_version": ("bad_header", "HV-008"),
 }
+# The crash points the operations reach (a persist: before_pin, after_pin, after_save; a
+# data batch or a pin: after_batch_commit), and those the recovery reaches (the restore
+# at open: mid_restore; the replay, and a pin after the restore: after_batch_commit).
+OPERATION_POINTS = ("before_pin", "after_pin", "after_save", "after_batch_commit")
+RECOVERY_POINTS = ("mid_restore", "after_batch_commit")
 # Capability switches the reference (in process, local process) honours through a case's
 # `without`: exploration draws lower profiles of it too.
 SWITCHED = ((), (), (), ("pin_after_restore",), ("writer",), ("header_applier",), ("reader",))
@@ -306,7 +314,7 @@ def probe(spec: str, *, seed: int = 0, timeout: float = 10.0) -> Target:
     return Target(impl, spec, caps, f"{name.strip()} ({impl.name})", switchable, seed)
 
 
-def _sorted_dict(**kw: Any) -> dict[str, Any]:
+def _present(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -371,10 +379,13 @@ class ExploreMachine(RuleBasedStateMachine):
         self.installed = False
         self.damaged: str | None = None  # a snapshot tamper kind: open fails from now on
         # The meta key as the protocol fixes it, while it does (`meta_known`): None is
-        # absent. `meta_why` is the requirement that fixed the value last.
+        # absent. `meta_why` is the requirement that fixed the value last; `meta_since`
+        # maps a value the node may wrongly report to the requirement it would then
+        # violate (an index of a non-data entry applied since: EN-006, ...).
         self.meta: int | None = None
         self.meta_known = True
         self.meta_why = "ST-001"
+        self.meta_since: dict[int, str] = {}
         self.seen_applied = 0  # the node's applied index when the meta was last updated
         # this process lifetime
         self.crash_armed = False
@@ -438,6 +449,7 @@ class ExploreMachine(RuleBasedStateMachine):
 
     def _set_meta(self, value: int | None, why: str, known: bool = True) -> None:
         self.meta, self.meta_known, self.meta_why = value, known, why
+        self.meta_since = {}
 
     def _track_applied(self) -> None:
         """Entries the node applied since the last step: a data entry that wrote records its
@@ -449,12 +461,12 @@ class ExploreMachine(RuleBasedStateMachine):
             entry, result = log.entry(i), log.result(i)
             kind = entry.get("kind")
             if kind in ("hlc_lease", "control", "noop"):
-                self.meta_why = "EN-006"
+                self.meta_since[i] = "EN-006"
                 continue
             if result == "ok":
                 self._set_meta(i, "ST-008" if kind == "delete_prefix" else "ST-004")
             elif result == "conflict":
-                self.meta_why = "EN-003"
+                self.meta_since[i] = "EN-003"
             elif self.meta != i:
                 self.meta_known = False
         self.seen_applied = runner.s.applied
@@ -493,7 +505,7 @@ class ExploreMachine(RuleBasedStateMachine):
         if kind == "delete_prefix":
             prefix = data.draw(st.sampled_from(PREFIXES))
             exclude = data.draw(st.sampled_from(EXCLUDES))
-            return _sorted_dict(kind="delete_prefix", prefix=prefix, exclude=exclude,
+            return _present(kind="delete_prefix", prefix=prefix, exclude=exclude,
                                 ts=self._tick())
         if kind == "txn":
             # an OCC transaction; an old start_ts conflicts with newer writes, and a commit_ts
@@ -592,15 +604,23 @@ class ExploreMachine(RuleBasedStateMachine):
         self.open_tried = self.powered_off = False
 
     @precondition(lambda self: self.is_open())
-    @rule()
-    def crash_process(self) -> None:
-        self._run("crash", {"mode": "process"})
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        # a process kill, or (with the power_loss fault) a power loss in any mode
+        modes: list[str | None] = [None]
+        if self.has("power_loss"):
+            modes += list(POWER_LOSS_MODES)
+        loss = data.draw(st.sampled_from(modes))
+        if loss is None:
+            self._run("crash", {"mode": "process"})
+        else:
+            self.powered_off = True
+            self._run("crash", {"mode": "power", "loss": loss}, assumes=["power_loss"])
 
-    @precondition(lambda self: self.has("power_loss") and not self.powered_off
-                  and (self.is_open() or self.dead()))
+    @precondition(lambda self: self.has("power_loss") and not self.powered_off and self.dead())
     @rule(loss=st.sampled_from(POWER_LOSS_MODES))
-    def crash_power(self, loss: str) -> None:
-        # also right after a kill or a crash at a failpoint: what was not synced is lost
+    def power_off(self, loss: str) -> None:
+        # right after a kill or a crash at a failpoint: what was not synced is lost too
         self.powered_off = True
         self._run("crash", {"mode": "power", "loss": loss}, assumes=["power_loss"])
 
@@ -632,8 +652,7 @@ class ExploreMachine(RuleBasedStateMachine):
         # landed, and the model cannot tell.
         self._run("apply", {"entry": {"kind": "raw", "ts": self._tick(),
                                       "ops": data.draw(_DIRECT_OPS)}, "index": 0})
-        if self.meta_known:
-            self.meta_why = "ST-007"
+        self.meta_since.setdefault(0, "ST-007")
 
     @precondition(lambda self: self.is_open())
     @rule(to=st.integers(0, 3))
@@ -747,10 +766,21 @@ class ExploreMachine(RuleBasedStateMachine):
 
     # -- faults --------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.alive() and self.has("failpoints") and not self.crash_armed
-                  and self.damaged is None and (self.is_open() or not self.open_tried))
+    @precondition(lambda self: self.is_open() and self.has("failpoints")
+                  and not self.crash_armed)
     @rule(name=st.sampled_from(CRASH_POINTS), skip=st.sampled_from((0, 0, 1, 2)))
     def failpoint_crash(self, name: str, skip: int) -> None:
+        self.crash_armed = True
+        self._run("failpoint", {"name": name, "action": "crash", "skip": skip},
+                  assumes=["failpoints"])
+
+    @precondition(lambda self: self.before_open() and self.has("failpoints")
+                  and not self.crash_armed and self.damaged is None)
+    @rule(name=st.sampled_from(RECOVERY_POINTS + CRASH_POINTS),
+          skip=st.sampled_from((0, 0, 1, 2)))
+    def failpoint_recovery_crash(self, name: str, skip: int) -> None:
+        # armed before open: a crash in the restore (mid_restore), in the replay or a pin
+        # after the restore (after_batch_commit), or later in this lifetime
         self.crash_armed = True
         self._run("failpoint", {"name": name, "action": "crash", "skip": skip},
                   assumes=["failpoints"])
@@ -807,7 +837,18 @@ class ExploreMachine(RuleBasedStateMachine):
         if self.meta_known:
             args["expect"] = ({"index": self.meta, "present": True} if self.meta is not None
                               else {"index": 0, "present": False})
-        self._run("last_applied_index", args, (self.meta_why, "ST-004"), assumes=["reader"])
+        try:
+            self._run("last_applied_index", args, (self.meta_why, "ST-004"), assumes=["reader"])
+        except Found as found:
+            # the value read names the culprit when an entry since could have written it
+            result = (found.failure.reply or {}).get("result") or {}
+            index = result.get("index")
+            culprit = self.meta_since.get(index) if result.get("present") is True and \
+                isinstance(index, int) else None
+            if culprit is None or culprit == found.requirement:
+                raise
+            found.failure.requirement = culprit
+            raise _found(found.failure, culprit, found.steps, found.case) from None
 
     @precondition(lambda self: self.is_open())
     @rule()
@@ -1052,7 +1093,7 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
                 if finding.key() in findings:
                     continue
                 findings[finding.key()] = finding
-                if out is not None:
+                if out is not None and finding.steps:  # (none: the node never said hello)
                     save_fixture(finding, out, seed=seed, identity=target.identity, spec=spec)
                     if verify and not finding.duplicate:
                         assert finding.path is not None
@@ -1105,11 +1146,6 @@ def _print_finding(f: Finding, out: TextIO) -> None:
 
 # The alphabet of the bounded-exhaustive mode: each symbol is one suite step.
 ALPHABET = ("data", "lease", "delete", "begin", "persist", "persist_config")
-# The crash points the operations reach (a persist: before_pin, after_pin, after_save; a
-# data batch or a pin: after_batch_commit), and those the recovery reaches (the restore
-# at open: mid_restore; the replay, and a pin after the restore: after_batch_commit).
-OPERATION_POINTS = ("before_pin", "after_pin", "after_save", "after_batch_commit")
-RECOVERY_POINTS = ("mid_restore", "after_batch_commit")
 
 
 @dataclass
@@ -1388,6 +1424,7 @@ def command(args: argparse.Namespace) -> int:
               + "".join(f"\n  {req}: {n} failing state(s)"
                         for req, n in sorted(ex.by_requirement.items())))
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(ex.to_dict(), indent=2, default=str) + "\n")
         return 1 if ex.findings else 0
     report = explore(args.impl, time_budget=args.time, max_examples=args.examples,
@@ -1402,6 +1439,7 @@ def command(args: argparse.Namespace) -> int:
           f"({report.steps_per_s:.0f} steps/s), {report.campaigns} campaign(s), seed "
           f"{report.seed}: {len(report.findings)} distinct failure(s){first}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return 1 if report.findings else 0
 
