@@ -91,7 +91,7 @@ class SnapshotVerifyError(SnapshotError):
     """The snapshot file failed verification against its token (C3)."""
 
     code = "snapshot_verify"
-    KINDS = ("too_small", "token_crc", "file_crc")
+    KINDS = ("missing", "too_small", "token_crc", "file_crc")
 
     def __init__(self, kind: str, message: str) -> None:
         if kind not in self.KINDS:

@@ -30,6 +30,7 @@ from .errors import (
     PinError,
     SimulatedCrash,
     SnapshotError,
+    SnapshotVerifyError,
     StaleSnapshotError,
     StoreReadError,
     UnknownSnapshotError,
@@ -166,8 +167,11 @@ class Node:
         """Verify (C3) and split the current snapshot; no side effect on failure."""
         if token is None:
             return Header(), encode_body({})
-        data = self.disk.read(f"{SNAP_DIR}/{token.file}")
-        payload = verify_file(data, token)
+        path = f"{SNAP_DIR}/{token.file}"
+        if not self.disk.exists(path):  # removed too early (CO-004): never with this node
+            raise SnapshotVerifyError("missing", f"the pointer names {token.file}, which does "
+                                                 "not exist")
+        payload = verify_file(self.disk.read(path), token)
         header, _, header_len = parse_header(payload)
         return header, payload[header_len:]
 
@@ -447,6 +451,9 @@ class Node:
         if token is None:
             raise SnapshotError(f"tamper {kind}: there is no saved snapshot to tamper with")
         path = f"{SNAP_DIR}/{token.file}"
+        if not self.disk.exists(path):
+            raise SnapshotError(f"tamper {kind}: the pointer names {token.file}, which does "
+                                "not exist")
         data = bytearray(self.disk.read(path))
         if kind == "truncate_snapshot":
             self.disk.truncate(path, 2)
