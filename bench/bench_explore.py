@@ -4,6 +4,7 @@
     python bench/bench_explore.py [--seeds 5] [--budget 60] [-j 2] [--json PATH]
                                   [--markdown PATH] [--only NAME ...] [--quick]
                                   [--no-shrink-check] [--no-exhaustive] [--no-process]
+    python bench/bench_explore.py --render PATH.json     # the table of an earlier run
 
 1. Throughput: exploration of the reference in process (and through the local-process
    adapter) for a fixed time, as executed steps/s and generated sequences/s.
@@ -90,9 +91,11 @@ class Row:
         return [a for a in self.attempts if a.killed]
 
     def median(self, attr: str) -> float | None:
-        values = [getattr(a, attr) for a in self.kills]
-        return statistics.median(values) if values and len(self.kills) == len(
-            self.attempts) else None
+        """The median over every seed, a survivor counting as infinitely slow: None when
+        at least half of the seeds survived (shown as "> budget")."""
+        values = [getattr(a, attr) if a.killed else float("inf") for a in self.attempts]
+        m = statistics.median(values) if values else float("inf")
+        return None if m == float("inf") else m
 
 
 def _attempt(args: tuple[str, int, float]) -> Attempt:
@@ -139,8 +142,16 @@ def _throughput(spec: str, seconds: float) -> dict[str, Any]:
             "failures": len(r.findings)}
 
 
-def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
-    return "—" if v is None else f"{v:.{digits}f}{unit}"
+def _row(d: dict[str, Any]) -> Row:
+    """A Row from its JSON form (asdict)."""
+    return Row(d["mutant"], d["requirement"], d["needs"],
+               [Attempt(**a) for a in d["attempts"]],
+               ShrinkCheck(**d["shrink"]) if d.get("shrink") else None,
+               ExhaustiveKill(**d["exhaustive"]) if d.get("exhaustive") else None)
+
+
+def _fmt(v: float | None, unit: str = "", digits: int = 1, none: str = "—") -> str:
+    return none if v is None else f"{v:.{digits}f}{unit}"
 
 
 def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
@@ -165,20 +176,23 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     ]
     for r in rows:
         reqs = sorted({a.requirement for a in r.kills if a.requirement})
-        slow = max((a.time_s or 0 for a in r.kills), default=None)
+        # the slowest seed: a survivor is slower than the budget
+        slow = None if len(r.kills) < len(r.attempts) else max(
+            (a.time_s or 0 for a in r.kills), default=None)
         sh = r.shrink
         shrink = "—" if sh is None else (
             "not found" if not sh.killed else
             f"{sh.shrunk_steps} steps, {'red' if sh.replay_red else 'NOT RED'}/"
             f"{'green' if sh.reference_green else 'NOT GREEN'}")
+        none = f"> {budget:.0f} s" if r.attempts else "—"
         ex = r.exhaustive
         exh = "—" if ex is None else (
             f"{ex.requirement} after {ex.states} states ({_fmt(ex.time_s, ' s')})" if ex.killed
             else "survives")
         out.append(
             f"| `{r.mutant}` | {r.requirement} | {len(r.kills)}/{len(r.attempts)} | "
-            f"{_fmt(r.median('time_s'), ' s', 2)} | {_fmt(r.median('steps'), '', 0)} | "
-            f"{_fmt(r.median('sequences'), '', 0)} | {_fmt(slow, ' s', 2)} | "
+            f"{_fmt(r.median('time_s'), ' s', 2, none)} | {_fmt(r.median('steps'), '', 0)}"
+            f" | {_fmt(r.median('sequences'), '', 0)} | {_fmt(slow, ' s', 2, none)} | "
             f"{', '.join(reqs) or '—'} | {shrink} | {exh} |")
     return "\n".join(out) + "\n"
 
@@ -198,11 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-exhaustive", action="store_true")
     ap.add_argument("--no-process", action="store_true",
                     help="skip the local-process throughput")
+    ap.add_argument("--render", type=Path, default=None, metavar="JSON",
+                    help="only print the Markdown table of an earlier run's --json file")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     args, unknown = ap.parse_known_args(argv)
     if unknown:
         print(f"bench_explore: ignoring {' '.join(unknown)}", file=sys.stderr)
+    if args.render is not None:
+        saved = json.loads(args.render.read_text())
+        print(render_markdown([_row(r) for r in saved["mutants"]], saved["meta"]), end="")
+        return 0
     if args.quick:
         args.seeds, args.budget, args.throughput_s, args.depth = 2, 20.0, 10.0, 3
     names = args.only or sorted(MUTANTS)

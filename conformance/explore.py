@@ -14,12 +14,14 @@ entry that wrote records its index, a conflict, a non-data entry or a direct wri
 the key alone, a pin keeps the maximum, a skip keeps `have`; unknown after a crash until
 the next open, after a restore, and after results the protocol leaves open).
 
-A failing step raises `Found` (one subclass per violated requirement, so Hypothesis
-tracks and shrinks distinct bugs separately); Hypothesis shrinks it to a minimal
-sequence; the sequence is written as a YAML fixture in the suite format with a `fixture:`
-block (catches, guards = the violated requirement, seed, implementation identity from
-`hello`, Hypothesis version), deduplicated by (violated requirement, shrunk steps), and
-`conformance replay FILE --impl ...` reproduces it. Hypothesis' example database lives in
+A failing step raises `Found` (one subclass per violated requirement, raised from one
+place, so Hypothesis tracks and shrinks one failure per requirement); Hypothesis shrinks
+it to a minimal sequence; the sequence is written as a YAML fixture in the suite format
+with a `fixture:` block (catches, guards = the violated requirement, seed, implementation
+identity from `hello`, Hypothesis version). Findings are deduplicated by the violated
+requirement and the shrunk sequence: one fixture per requirement and run (a strictly
+shorter sequence found later replaces it), and a (requirement, steps) pair already saved
+is never written again. `conformance replay FILE --impl ...` reproduces a fixture. Hypothesis' example database lives in
 `.hypothesis/conformance` (a cache, gitignored); the YAML fixtures are the record.
 
 `--exhaustive` is the bounded-exhaustive mode (CrashMonkey/B3 applied to this protocol):
@@ -456,7 +458,10 @@ class ExploreMachine(RuleBasedStateMachine):
         except Found as exc:
             found = exc
         reply = found.failure.reply
-        if (self.persist_interrupted and self.damaged is None and found.requirement != "CO-004"
+        error = (reply or {}).get("error") or {}
+        if kind == "open" and self.reader_error and error.get("code") == "read_error":
+            found = _reblame(found, "CS-005")  # the read error must fall back, not fail
+        elif (self.persist_interrupted and self.damaged is None and found.requirement != "CO-004"
                 and (reply is None or reply.get("ok") is False)):
             found = _reblame(found, "CO-004")
         throw(found)

@@ -101,6 +101,19 @@ def test_a_mutant_is_found_shrunk_saved_and_replayed(tmp_path: Path,
     assert len(list(tmp_path.glob("*.yaml"))) == 1
 
 
+def test_one_fixture_per_requirement_and_the_machine_names_the_cause(tmp_path: Path) -> None:
+    """The mutant removes the old snapshot before the new pointer is durable. Every way it
+    shows (an open or a tamper that cannot find the snapshot, a lost entry) is one bug
+    against CO-004: one fixture, not one per oracle check or per campaign."""
+    spec = "mutant:compaction-before-pointer-durable"
+    report = explore(spec, time_budget=15, seed=0, out=tmp_path, database=None)
+    assert [f.requirement for f in report.findings] == ["CO-004"], [
+        (f.requirement, f.message) for f in report.findings]
+    (f,) = report.findings
+    assert f.replay_red and f.reference_green
+    assert [p.name for p in tmp_path.glob("*.yaml")] == [f.path.name if f.path else ""]
+
+
 def test_exhaustive_depth_2_on_the_reference(tmp_path: Path) -> None:
     """Bounded exhaustive mode: every sequence of <= 2 operations x every crash point at
     each of its hits x every end fault x every recovery crash point x both modes."""

@@ -17,6 +17,7 @@ from reference_impl.errors import (
     IndexOrderError,
     NotOpenError,
     SimulatedCrash,
+    SnapshotError,
     SnapshotVerifyError,
 )
 from reference_impl.failpoints import Failpoints
@@ -425,6 +426,25 @@ def test_unknown_header_version_tamper_fails_open_without_side_effect(config: No
     with pytest.raises(HeaderError) as info:
         node.open()
     assert info.value.code == "bad_header" and "version 99" in info.value.message
+    _assert_failed_open_had_no_side_effect(node, disk, before)
+
+
+@pytest.mark.req("CO-004", "HV-005")
+@pytest.mark.parametrize("config", [NodeConfig(), NodeConfig(reader=False)], ids=["skip", "restore"])
+def test_a_pointer_to_a_missing_file_fails_open_with_a_typed_error(config: NodeConfig) -> None:
+    """What a node that removed the snapshot too early (CO-004) leaves behind: `open` must
+    say so (snapshot_verify / missing) rather than die, and a tamper hook must refuse."""
+    disk = fresh_skip_disk()
+    token = Token.decode(disk.read(POINTER))
+    disk.remove(f"{SNAP_DIR}/{token.file}")
+    with pytest.raises(SnapshotError, match="does not exist"):
+        restart(disk).tamper("flip_body_byte")
+    before = _durable_files(disk)
+    node = restart(disk, config)
+    with pytest.raises(SnapshotVerifyError) as info:
+        node.open()
+    assert info.value.kind == "missing" and token.file in info.value.message
+    assert info.value.to_wire()["kind"] == "missing"
     _assert_failed_open_had_no_side_effect(node, disk, before)
 
 
