@@ -21,8 +21,9 @@ with a `fixture:` block (catches, guards = the violated requirement, seed, imple
 identity from `hello`, Hypothesis version). Findings are deduplicated by the violated
 requirement and the shrunk sequence: one fixture per requirement and run (a strictly
 shorter sequence found later replaces it), and a (requirement, steps) pair already saved
-is never written again. `conformance replay FILE --impl ...` reproduces a fixture. Hypothesis' example database lives in
-`.hypothesis/conformance` (a cache, gitignored); the YAML fixtures are the record.
+is never written again. `conformance replay FILE --impl ...` reproduces a fixture.
+Hypothesis' example database lives in `.hypothesis/conformance` (a cache, gitignored);
+the YAML fixtures are the record.
 
 `--exhaustive` is the bounded-exhaustive mode (CrashMonkey/B3 applied to this protocol):
 every sequence of up to `--depth` operations from a small alphabet that includes
@@ -176,8 +177,8 @@ class Finding:
     path: Path | None = None
     duplicate: bool = False
     replay_red: bool | None = None  # the saved fixture fails again on the implementation
-    seen: int = 1  # how many campaigns of the run found this requirement violated
     reference_green: bool | None = None  # ... and passes on the in-process reference
+    seen: int = 1  # how many campaigns of the run found this requirement violated
 
     def key(self) -> str:
         return fixture_key(self.requirement, self.case, self.steps)
