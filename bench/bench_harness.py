@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_reference import section, table  # (run as a script: bench/ is on sys.path)
+
 from conformance.adapters.base import Adapter, Exchange, Hello
 from conformance.adapters.inprocess import InProcessAdapter
 from conformance.adapters.process import ProcessAdapter
@@ -97,20 +99,6 @@ def fmt_s(seconds: float) -> str:
     if abs(seconds) >= 1e-3:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds * 1e6:.0f} us"
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
-
-
-def section(title: str) -> None:
-    print()
-    print(title)
-    print("=" * len(title))
 
 
 def verdict(ok: bool) -> str:

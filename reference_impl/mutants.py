@@ -118,12 +118,7 @@ class DeletePrefixNoMetaStore(Store):
     """Delete-prefix builds its own batch and forgets the meta key."""
 
     def delete_prefix(self, prefix: str, exclude: str | None, ts: int, applied_index: int) -> int:
-        batch = Batch()
-        for key in self.user_keys(prefix):
-            if exclude is not None and key.startswith(exclude):
-                continue
-            if self.get(key) is not None:
-                batch.versions.append((key, ts, None))
+        batch = self.range_tombstones(prefix, exclude, ts)
         self.commit(batch)  # DEVIATION: no batch.meta[META] = applied_index
         return len(batch.versions)
 
@@ -169,12 +164,7 @@ class DeletePrefixRemovesMetaStore(Store):
     """The delete-prefix range covers internal keys: its tombstone shadows the meta key."""
 
     def delete_prefix(self, prefix: str, exclude: str | None, ts: int, applied_index: int) -> int:
-        batch = Batch()
-        for key in self.user_keys(prefix):
-            if exclude is not None and key.startswith(exclude):
-                continue
-            if self.get(key) is not None:
-                batch.versions.append((key, ts, None))
+        batch = self.range_tombstones(prefix, exclude, ts)
         if applied_index > 0:
             batch.meta[META] = encode_index(applied_index)
         if META.startswith(prefix) and not (exclude is not None and META.startswith(exclude)):

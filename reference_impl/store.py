@@ -176,14 +176,19 @@ class Store:
             batch.meta[META_APPLIED_INDEX] = encode_index(applied_index)
         self.commit(batch)
 
-    def delete_prefix(self, prefix: str, exclude: str | None, ts: int, applied_index: int) -> int:
-        """S4: delete-prefix builds its own batch, and bundles the meta key too."""
+    def range_tombstones(self, prefix: str, exclude: str | None, ts: int) -> Batch:
+        """A batch of tombstones for the live user keys under `prefix`, except `exclude`'s."""
         batch = Batch()
         for key in self.user_keys(prefix):
             if exclude is not None and key.startswith(exclude):
                 continue
             if self.get(key) is not None:
                 batch.versions.append((key, ts, None))
+        return batch
+
+    def delete_prefix(self, prefix: str, exclude: str | None, ts: int, applied_index: int) -> int:
+        """S4: delete-prefix builds its own batch, and bundles the meta key too."""
+        batch = self.range_tombstones(prefix, exclude, ts)
         if applied_index > 0:
             batch.meta[META_APPLIED_INDEX] = encode_index(applied_index)
         self.commit(batch)

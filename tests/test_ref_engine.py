@@ -16,10 +16,10 @@ from typing import Any
 
 import crc32c as crc32c_lib
 import pytest
+from _entries import NOOP, add, cutover, lease, opened, put
 
 from reference_impl.disk import PowerLossMode, SimDisk
 from reference_impl.errors import NotOpenError, PinError, SimulatedCrash, StaleSnapshotError
-from reference_impl.failpoints import Failpoints
 from reference_impl.node import COMPACTED, POINTER, SNAP_DIR, Node, NodeConfig
 from reference_impl.snapshot import Header, Token, parse_header
 from reference_impl.store import STORE_FILE, Store
@@ -30,28 +30,6 @@ SITE_REQ = {"local": "SP-001", "config": "SP-002"}
 
 def sites(*extra: str) -> list[Any]:
     return [pytest.param(s, marks=pytest.mark.req(SITE_REQ[s], *extra), id=s) for s in SITES]
-
-
-# -- entries --------------------------------------------------------------------------------
-
-
-def add(key: str, delta: int, ts: int) -> dict[str, Any]:
-    return {"kind": "raw", "ts": ts, "ops": [{"op": "add", "key": key, "delta": delta}]}
-
-
-def put(key: str, value: str, ts: int) -> dict[str, Any]:
-    return {"kind": "raw", "ts": ts, "ops": [{"op": "put", "key": key, "value": value}]}
-
-
-NOOP: dict[str, Any] = {"kind": "noop"}
-
-
-def lease(ceiling: int) -> dict[str, Any]:
-    return {"kind": "hlc_lease", "ceiling": ceiling}
-
-
-def cutover(value: int) -> dict[str, Any]:
-    return {"kind": "control", "opcode": "cutover", "value": value}
 
 
 # -- plumbing -------------------------------------------------------------------------------
@@ -75,12 +53,6 @@ class RecordingDisk(SimDisk):
     def rename(self, src: str, dst: str) -> None:
         super().rename(src, dst)
         self.ops.append(("rename", dst))
-
-
-def opened(disk: SimDisk, config: NodeConfig | None = None, fp: Failpoints | None = None) -> Node:
-    node = Node(disk, config or NodeConfig(), failpoints=fp or Failpoints())
-    node.open()
-    return node
 
 
 def apply_all(node: Node, entries: list[dict[str, Any]], start: int | None = None) -> None:

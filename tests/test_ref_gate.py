@@ -10,6 +10,7 @@ import struct
 from typing import Any
 
 import pytest
+from _entries import NOOP, add, cutover, lease, opened, put
 
 from reference_impl.disk import PowerLossMode, SimDisk
 from reference_impl.errors import (
@@ -32,35 +33,7 @@ from reference_impl.snapshot import (
 )
 from reference_impl.store import STORE_FILE, Store
 
-# -- entries --------------------------------------------------------------------------------
-
-
-def add(key: str, delta: int, ts: int) -> dict[str, Any]:
-    return {"kind": "raw", "ts": ts, "ops": [{"op": "add", "key": key, "delta": delta}]}
-
-
-def put(key: str, value: str, ts: int) -> dict[str, Any]:
-    return {"kind": "raw", "ts": ts, "ops": [{"op": "put", "key": key, "value": value}]}
-
-
-NOOP: dict[str, Any] = {"kind": "noop"}
-
-
-def lease(ceiling: int) -> dict[str, Any]:
-    return {"kind": "hlc_lease", "ceiling": ceiling}
-
-
-def cutover(value: int) -> dict[str, Any]:
-    return {"kind": "control", "opcode": "cutover", "value": value}
-
-
 # -- plumbing -------------------------------------------------------------------------------
-
-
-def opened(disk: SimDisk, config: NodeConfig | None = None, fp: Failpoints | None = None) -> Node:
-    node = Node(disk, config or NodeConfig(), failpoints=fp or Failpoints())
-    node.open()
-    return node
 
 
 def apply_from(node: Node, log: list[dict[str, Any]], start: int) -> None:

@@ -60,7 +60,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
-from .process import PROTOCOL_VERSIONS, HelloRefused
+from .process import PROTOCOL_VERSIONS, HelloRefused, parse_hello
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -719,20 +719,11 @@ class ContainerAdapter(Adapter):
             err = ex.reply["error"]
             self._retire("hello refused, killed")
             raise HelloRefused(str(err.get("code")), str(err.get("message", "")))
-        result = ex.reply["result"]
         try:
-            hello = Hello(result["version"], dict(result["implementation"]),
-                          frozenset(result["capabilities"]), frozenset(result["entry_kinds"]))
-            ok = (isinstance(hello.version, int) and hello.version in PROTOCOL_VERSIONS
-                  and all(isinstance(c, str) for c in hello.capabilities | hello.entry_kinds))
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
+            return parse_hello(ex.reply["result"])
+        except ProtocolViolation:
             self._retire("malformed hello, killed")
-            raise ProtocolViolation(
-                f"hello: malformed result (needs version in {list(PROTOCOL_VERSIONS)}, "
-                f"implementation, capabilities, entry_kinds): {json.dumps(result)[:QUOTE_LIMIT]}")
-        return hello
+            raise
 
     def _log_hint(self) -> str:
         tail = self.logs().strip()[-800:]

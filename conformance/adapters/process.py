@@ -47,6 +47,22 @@ JOIN_WAIT = 2.0  # seconds to wait for a reader thread after its process is gone
 QUOTE_LIMIT = 300  # characters of an offending line quoted in a ProtocolViolation
 
 
+def parse_hello(result: Any) -> Hello:
+    """A `hello` result as the protocol defines it; ProtocolViolation quotes a malformed one."""
+    try:
+        hello = Hello(result["version"], dict(result["implementation"]),
+                      frozenset(result["capabilities"]), frozenset(result["entry_kinds"]))
+        ok = (isinstance(hello.version, int) and hello.version in PROTOCOL_VERSIONS
+              and all(isinstance(c, str) for c in hello.capabilities | hello.entry_kinds))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProtocolViolation(
+            f"hello: malformed result (needs version in {list(PROTOCOL_VERSIONS)}, "
+            f"implementation, capabilities, entry_kinds): {json.dumps(result)[:QUOTE_LIMIT]}")
+    return hello
+
+
 class HelloRefused(AdapterError):
     """The node answered `hello` with an error (e.g. `unsupported` for a durability mode)."""
 
@@ -299,20 +315,11 @@ class ProcessAdapter(Adapter):
             err = ex.reply["error"]
             self._retire(child, "hello refused")
             raise HelloRefused(str(err.get("code")), str(err.get("message", "")))
-        result = ex.reply["result"]
         try:
-            hello = Hello(result["version"], dict(result["implementation"]),
-                          frozenset(result["capabilities"]), frozenset(result["entry_kinds"]))
-            ok = (isinstance(hello.version, int) and hello.version in PROTOCOL_VERSIONS
-                  and all(isinstance(c, str) for c in hello.capabilities | hello.entry_kinds))
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
+            return parse_hello(ex.reply["result"])
+        except ProtocolViolation:
             self._retire(child, "malformed hello")
-            raise ProtocolViolation(
-                f"hello: malformed result (needs version in {list(PROTOCOL_VERSIONS)}, "
-                f"implementation, capabilities, entry_kinds): {json.dumps(result)[:QUOTE_LIMIT]}")
-        return hello
+            raise
 
     def crash(self) -> None:
         child = self._res.child
