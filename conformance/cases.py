@@ -127,3 +127,6 @@ class CaseResult:
     failure: Failure | None = None
     reason: str = ""  # for not_applicable: the missing capability; for xfail: the expectation
     violations: list[str] = field(default_factory=list)  # requirement IDs the oracle saw violated
+    # for not_applicable: the harness faults (e.g. power_loss) the case needed and the adapter
+    # could not inject here, with the adapter's reason; empty when the node lacked something
+    unavailable_faults: dict[str, str] = field(default_factory=dict)

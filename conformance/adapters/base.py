@@ -71,7 +71,21 @@ class Adapter(ABC):
 
     def power_loss(self, mode: str) -> None:
         """Kill the node and drop writes it had not synced, per mode."""
-        raise PowerLossUnsupported(f"{type(self).__name__} cannot simulate a power loss")
+        raise PowerLossUnsupported(self.unavailable_faults().get(
+            "power_loss", f"{type(self).__name__} cannot simulate a power loss"))
+
+    def unavailable_faults(self) -> dict[str, str]:
+        """Harness faults this adapter cannot inject here, each with the reason in words.
+
+        The verdict quotes the reason: a case that needs such a fault is not applicable,
+        and a profile whose MUST requirements it cites cannot be certified (the harness,
+        not the node, could not test it). The default: every fault this adapter class does
+        not provide at all.
+        """
+        out: dict[str, str] = {}
+        if "power_loss" not in self.fault_capabilities:
+            out["power_loss"] = f"{self.describe()} cannot simulate a power loss"
+        return out
 
     @abstractmethod
     def alive(self) -> bool: ...
