@@ -5,7 +5,7 @@
     mutant:NAME          a mutant of the reference (reference_impl/mutants.py), in process
     mutant-process:NAME  the same mutant as a local process (the server's --mutant NAME)
     image:NAME[:TAG]     a Docker image serving the protocol over TCP 7070, data on a /data
-                         volume (conformance/adapters/container.py); the CLI's --image
+                         volume (conformance/adapters/container/); the CLI's --image
     anything else        a command line (shlex-split); `{data_dir}` is replaced by the
                          node's data directory, e.g. "python examples/minimal_node.py
                          --data-dir {data_dir}"
@@ -57,6 +57,12 @@ def _mutant_name(impl: str) -> str:
         return get(name).name
     except KeyError as exc:
         raise ImplementationUnavailable(exc.args[0]) from None
+
+
+def needs_layer(case: Case) -> bool:
+    """Whether a case needs the crash-simulating filesystem under the node (a power loss or
+    a crash point); the others run on a plain directory, which is cheaper to set up."""
+    return bool({"power_loss", "crash_points"} & set(case.capabilities))
 
 
 class ImplementationUnavailable(ValueError):
@@ -119,7 +125,8 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
             argv += [flag for cap, flag in _SWITCHES.items() if not getattr(config, cap)]
             if config.pin_after_restore:
                 argv.append("--pin-after-restore")
-            return ProcessAdapter(argv + extra_argv, timeout=timeout,
+            return ProcessAdapter(argv + extra_argv, timeout=timeout, seed=seed,
+                                  use_layer=needs_layer(case),
                                   name=f"{label}-process" if extra_argv else "reference-process")
         return Implementation(f"{label} (local process)", reference_process, False)
 
@@ -128,5 +135,5 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
         raise ValueError("--impl is empty")
 
     def process(case: Case) -> Adapter:
-        return ProcessAdapter(argv, timeout=timeout)
+        return ProcessAdapter(argv, timeout=timeout, seed=seed, use_layer=needs_layer(case))
     return Implementation(f"process: {impl}", process, False)

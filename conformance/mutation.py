@@ -51,10 +51,19 @@ AdapterKind = Literal["inprocess", "process"]
 Verdict = Literal["killed", "killed_uncited", "survived", "out_of_reach"]
 
 FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "regressions"
-_FAULTS: dict[str, frozenset[str]] = {
-    "inprocess": InProcessAdapter.fault_capabilities,
-    "process": ProcessAdapter.fault_capabilities,
-}
+
+
+def _adapter_faults(adapter: AdapterKind) -> frozenset[str]:
+    """The faults an adapter of this kind can inject on this machine (power loss through
+    the local-process adapter needs the crash-simulating filesystem, hence FUSE)."""
+    if adapter == "inprocess":
+        return InProcessAdapter.fault_capabilities
+    from .faults.crashfs import available
+
+    extra = {"power_loss", "crash_points"} if available() is None else set()
+    return ProcessAdapter.fault_capabilities | extra
+
+
 _KILLING = frozenset({"failed", "error"})
 
 
@@ -250,7 +259,7 @@ def run_mutation(suites: Sequence[Suite], *, fixtures_dir: Path | None, adapter:
     cases = [c for s in suites for c in s.cases]
     refs = _case_refs(suites, fixtures_dir)
     selected = [MUTANTS[n] for n in (sorted(set(only)) if only else sorted(MUTANTS))]
-    faults = _FAULTS[adapter]
+    faults = _adapter_faults(adapter)
     reachable = [m for m in selected if m.needs <= faults]
     targets = ["reference"] + [m.name for m in reachable]
     say(f"{len(cases)} cases ({sum(r.source == 'fixture' for r in refs)} regression fixtures) "

@@ -10,6 +10,12 @@ The child runs in a session of its own, so a crash (SIGKILL to the process
 group) takes every process it started with it. Nothing the adapter starts
 outlives `close()`, the adapter's garbage collection or interpreter exit.
 
+Power loss: where FUSE works (`conformance.faults.crashfs.available()`), the data
+directory is the mount of a crash-simulating filesystem (conformance/faults/crashfs/);
+a power loss kills the node, waits until none of its files is open, drops what it had
+not synced and restarts it on what survived. The same layer stops the node at its k-th
+write, fsync, rename or directory fsync (`arm_crash_point`) and counts its syncs.
+
     adapter = ProcessAdapter(["python", "examples/minimal_node.py", "--data-dir", "{data_dir}"])
     hello = adapter.start("synced")
     adapter.request("open")
@@ -24,6 +30,7 @@ import contextlib
 import json
 import os
 import queue
+import random
 import select
 import shutil
 import signal
@@ -35,9 +42,20 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
+from .base import (
+    Adapter,
+    AdapterError,
+    Exchange,
+    Hello,
+    PowerLossUnsupported,
+    ProtocolViolation,
+    RequestTimeout,
+)
+
+if TYPE_CHECKING:
+    from conformance.faults.crashfs import CrashFS
 
 PLACEHOLDER = "{data_dir}"
 PROTOCOL_VERSIONS = (1,)
@@ -61,6 +79,10 @@ def parse_hello(result: Any) -> Hello:
             f"hello: malformed result (needs version in {list(PROTOCOL_VERSIONS)}, "
             f"implementation, capabilities, entry_kinds): {json.dumps(result)[:QUOTE_LIMIT]}")
     return hello
+
+
+class LayerFailed(AdapterError):
+    """The crash-simulating filesystem under the node failed: an infrastructure error."""
 
 
 class HelloRefused(AdapterError):
@@ -204,11 +226,15 @@ class _Resources:
     def __init__(self, temp_dir: Path | None) -> None:
         self.child: _Child | None = None
         self.temp_dir = temp_dir
+        self.layer: CrashFS | None = None
 
     def release(self) -> None:
         child, self.child = self.child, None
         if child is not None:
             child.kill()
+        layer, self.layer = self.layer, None
+        if layer is not None:  # unmounted before its directory is removed
+            layer.close()
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             self.temp_dir = None
@@ -228,13 +254,21 @@ class ProcessAdapter(Adapter):
     `data_dir` the adapter makes a temporary one and removes it in `close()`; the
     same directory is reused across restarts. `env` adds variables to the harness's
     environment for the node. `timeout` bounds every request (write and reply).
+
+    `power_loss`: None (the default) mounts the crash-simulating filesystem as the data
+    directory when FUSE works here and the directory is the adapter's own; True requires
+    it (AdapterError when it cannot be mounted); False never mounts it. `use_layer=False`
+    runs this node on a plain directory although the layer is available, for a caller
+    that knows no step needs it (a mount per case costs ~0.1 s); the adapter still reports
+    the faults the machine can inject. `seed` drives what each power loss keeps.
     """
 
     fault_capabilities = frozenset({"process_kill"})
 
     def __init__(self, argv: Sequence[str], *, data_dir: Path | None = None,
                  timeout: float = 10.0, env: Mapping[str, str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, power_loss: bool | None = None,
+                 use_layer: bool = True, seed: int = 0) -> None:
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError("argv must be a non-empty sequence of strings (not one string)")
         if not timeout > 0:
@@ -244,6 +278,7 @@ class ProcessAdapter(Adapter):
         self.env: dict[str, str] | None = dict(env) if env is not None else None
         self.name = name or " ".join(self.argv)
         owns = data_dir is None
+        self._no_layer = self._layer_unavailable(power_loss, owns)
         if data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="conformance-"))
         else:
@@ -252,6 +287,11 @@ class ProcessAdapter(Adapter):
         self._res = _Resources(self.data_dir if owns else None)
         # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
         self._finalizer = weakref.finalize(self, self._res.release)
+        self._rng = random.Random(f"power:{seed}")
+        if self._no_layer is None and use_layer:
+            self._mount_layer()
+        if self._no_layer is None:
+            self.fault_capabilities = frozenset({"process_kill", "power_loss", "crash_points"})
         self._tail = _StderrTail(STDERR_LIMIT)
         self._next_id = 1
         self._starts = 0
@@ -262,6 +302,88 @@ class ProcessAdapter(Adapter):
 
     def describe(self) -> str:
         return f"process: {' '.join(self.argv)}"
+
+    # -- the crash-simulating filesystem ------------------------------------------------------
+
+    @staticmethod
+    def _layer_unavailable(wanted: bool | None, owns: bool) -> str | None:
+        """None when the layer is to be mounted, else why power loss is not available."""
+        if wanted is False:
+            return "power loss was switched off for this run"
+        if not owns:
+            reason = "the data directory was given explicitly (the layer mounts its own)"
+        else:
+            from conformance.faults.crashfs import available
+
+            reason = available() or ""
+        if reason and wanted:
+            raise AdapterError(f"power loss was required but cannot be simulated: {reason}")
+        return reason or None
+
+    def _mount_layer(self) -> None:
+        from conformance.faults.crashfs import CrashFS, LayerError
+
+        # data_dir (the adapter's temp dir) holds the layer: store/ and the mount data/
+        base = self.data_dir
+        try:
+            self._res.layer = CrashFS(base / "store", base / "data", timeout=self.timeout + 20)
+        except LayerError as exc:
+            self._no_layer = f"the crash-simulating filesystem could not be mounted: {exc}"
+            return
+        self.data_dir = base / "data"
+
+    @property
+    def layer(self) -> CrashFS | None:
+        """The crash-simulating filesystem under the data directory, if mounted."""
+        return self._res.layer
+
+    def unavailable_faults(self) -> dict[str, str]:
+        if self._res.layer is not None:
+            return {}
+        if self._no_layer is None:
+            return {}  # available on this machine; not mounted for this node (use_layer)
+        return {"power_loss": self._no_layer, "crash_points": self._no_layer}
+
+    def _layer_or_fail(self, fault: str) -> CrashFS:
+        layer = self._res.layer
+        if layer is None:
+            raise PowerLossUnsupported(self._no_layer or f"{fault}: the crash-simulating "
+                                       "filesystem was not mounted for this node (use_layer)")
+        return layer
+
+    def power_loss(self, mode: str) -> None:
+        """Kill the node, wait until it holds no file open, drop what it had not synced."""
+        layer = self._layer_or_fail("power_loss")
+        child = self._res.child
+        if child is not None:
+            self._retire(child, f"power loss ({mode}): SIGKILL to the process group")
+        seed = self._rng.randrange(1 << 32)
+        report = self._layer_call(lambda: layer.power_loss(mode, seed))
+        self._tail.note(str(report.get("summary", "power loss")))
+
+    def arm_crash_point(self, on: str, nth: int) -> None:
+        """Stop the node (SIGKILL) at its `nth` operation `on` from now (write, fsync,
+        fsyncdir, rename, create, unlink, truncate); the operation does not happen."""
+        layer = self._layer_or_fail("crash_points")
+        self._layer_call(lambda: layer.arm(on, nth))
+        self._tail.note(f"crash point armed: {on} #{nth}")
+
+    def sync_counters(self) -> dict[str, int] | None:
+        """What the node did through the layer so far (writes, fsyncs, ...), None without it."""
+        layer = self._res.layer
+        if layer is None:
+            return None
+        counters: dict[str, int] = self._layer_call(layer.counters)
+        return counters
+
+    def _layer_call(self, fn: Any) -> Any:
+        from conformance.faults.crashfs import ControlError, LayerError
+
+        try:
+            return fn()
+        except (LayerError, ControlError) as exc:
+            raise LayerFailed(f"the crash-simulating filesystem failed (a harness error, not the "
+                              f"node's): {exc}") from exc
 
     def command(self) -> list[str]:
         """argv with the `{data_dir}` placeholder replaced (plain replace, not str.format)."""
@@ -295,6 +417,9 @@ class ProcessAdapter(Adapter):
             if child.alive():
                 raise AdapterError("the node is already running: crash() or shut it down first")
             self._retire(child, "the node had exited")
+        layer = self._res.layer
+        if layer is not None:  # a crash point that fired left the device stopped
+            self._layer_call(layer.disarm)
         argv = self.command()
         self._starts += 1
         self._tail.note(f"start #{self._starts}: {' '.join(argv)}")
