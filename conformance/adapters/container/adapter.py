@@ -1,14 +1,4 @@
-"""The container adapter: a node under test shipped as a Docker image (docs/protocol.md, TCP).
-
-Built on testcontainers-python (`DockerContainer` creates and starts the container) and the
-Docker SDK where testcontainers stops (kill, start again, networks, volumes, logs, removal).
-
-    adapter = ContainerAdapter("applied-index-conformance/reference:latest")
-    hello = adapter.start("synced")      # network + volume + container, wait for TCP + hello
-    adapter.request("open")
-    adapter.crash()                      # docker kill (SIGKILL)
-    adapter.start("synced")              # the SAME container again, its /data volume intact
-    adapter.close()                      # removes the container, the volume and the network
+"""The ContainerAdapter: a node under test as a container of an image, over TCP.
 
 What the faults mean for a container:
 
@@ -24,351 +14,43 @@ What the faults mean for a container:
   dm-log-writes/dm-flakey device on the engine host), i.e. privileges on the engine host the
   harness does not take. `power_loss()` raises PowerLossUnsupported (the base class), the
   adapter does not advertise `power_loss`, and cases that need it are not applicable.
-
-Hardening for untrusted images, all on by default: an `internal` user-defined bridge network
-of the adapter's own (no route out of it: no internet, no other container, no DNS; the
-harness reaches the node at its IP on that bridge, which works only where the harness runs on
-the engine's host; see `network` below for the trade-off), a non-root user, a read-only root
-filesystem with the /data volume writable and a 16 MiB tmpfs on /tmp (noexec), memory and
-pids limits, every capability dropped, no-new-privileges, a bounded json-file log.
-
-Everything created carries the labels `conformance.managed=true`, `conformance.run=<RUN_ID>`
-(one id per harness process), `conformance.pid` and `conformance.host`. `close()` removes the
-container, the volume and the network; a `weakref.finalize` does it if the adapter is
-dropped, an atexit hook removes whatever this run still has (Ctrl-C included), and the first
-adapter of a run removes what runs whose process is gone (SIGKILL, power off) left behind.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import datetime as _dt
-import io
 import json
 import os
 import re
 import socket
-import tarfile
-import threading
 import time
 import uuid
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
-from .process import PROTOCOL_VERSIONS, HelloRefused, parse_hello
+from ..base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
+from ..process import PROTOCOL_VERSIONS, HelloRefused, parse_hello
+from .cleanup import Resources, first_adapter_of_run, run_labels
+from .engine import API_TIMEOUT, docker_client, inspect_image
+from .hardening import (
+    NETWORK_MODES,
+    TMP_DIR,
+    NetworkMode,
+    create_internal_network,
+    publish_port,
+    run_options,
+    run_user,
+    tmpfs_options,
+)
+from .logs import LOG_LINES, now
+from .logs import merge as merge_log
+from .transport import PORT, Connection, quote
+from .volume import DATA_DIR, create_volume, mount_data, prepare_volume
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
-
-    import docker
-
-PORT = 7070  # the port the node listens on inside the container (docs/protocol.md)
-DATA_DIR = "/data"
-DEFAULT_USER = "10001:10001"  # who runs an image whose own USER is root
-RUN_ID = os.environ.get("CONFORMANCE_RUN_ID") or uuid.uuid4().hex[:16]
-LABEL_MANAGED = "conformance.managed"
-LABEL_RUN = "conformance.run"
-LABEL_PID = "conformance.pid"
-LABEL_HOST = "conformance.host"
-LABEL_SWITCHES = "conformance.capability-switches"  # value "reference-server": see impls.py
-VOLUME_INIT_REPO = "applied-index-conformance/volume-init"
-NetworkMode = Literal["internal", "published"]
-NETWORK_MODES: tuple[NetworkMode, ...] = ("internal", "published")
-QUOTE_LIMIT = 300
-MAX_LINE = 64 * 1024 * 1024  # bytes in one protocol line before it is a violation
-LOG_LINES = 2000  # container log lines kept for the report
-API_TIMEOUT = 60  # seconds for one Docker API call
-
-
-class EngineUnavailable(AdapterError):
-    """No Docker engine could be reached (or the docker/testcontainers packages are missing)."""
-
-
-class ImageNotFound(AdapterError):
-    """The image is not in the engine (and no registry is assumed to be reachable)."""
-
-
-def _labels(**extra: str) -> dict[str, str]:
-    return {LABEL_MANAGED: "true", LABEL_RUN: RUN_ID, LABEL_PID: str(os.getpid()),
-            LABEL_HOST: socket.gethostname(), **extra}
-
-
-def docker_client() -> docker.DockerClient:
-    """A Docker SDK client from the environment (DOCKER_HOST, ...); EngineUnavailable if none."""
-    try:
-        import testcontainers  # noqa: F401 - needed to start containers; fail early
-
-        import docker
-    except ImportError as exc:
-        raise EngineUnavailable(f"{exc.name} is not installed: pip install "
-                                "'applied-index-conformance[container]'") from exc
-    try:
-        client = docker.from_env(timeout=API_TIMEOUT)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - docker raises many kinds here
-        raise EngineUnavailable(f"no Docker engine is reachable: {exc}") from exc
-    return client
-
-
-def engine_problem() -> str | None:
-    """Why containers cannot run here (None when an engine answers)."""
-    try:
-        docker_client().close()
-    except EngineUnavailable as exc:
-        return str(exc)
-    return None
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    name: str
-    id: str
-    user: str
-    labels: dict[str, str]
-
-    @property
-    def runs_as_root(self) -> bool:
-        user = self.user.strip()
-        return user in ("", "root", "0") or user.startswith(("root:", "0:"))
-
-    @property
-    def reference_switches(self) -> bool:
-        """The image takes the reference server's capability switches as arguments."""
-        return self.labels.get(LABEL_SWITCHES) == "reference-server"
-
-
-def inspect_image(image: str, client: docker.DockerClient | None = None) -> ImageInfo:
-    """The image's id, user and labels; ImageNotFound when the engine does not have it."""
-    import docker.errors
-
-    own = client is None
-    client = client or docker_client()
-    try:
-        img = client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise ImageNotFound(
-            f"image {image!r} is not in the Docker engine, and no registry is assumed to be "
-            "reachable: build it first (the reference and mutant images: docker/build-images.sh) "
-            "or `docker load` it") from None
-    finally:
-        if own:
-            client.close()
-    config = img.attrs.get("Config") or {}
-    return ImageInfo(image, str(img.id), str(config.get("User") or ""),
-                     {str(k): str(v) for k, v in (config.get("Labels") or {}).items()})
-
-
-# -- cleanup of everything a run created --------------------------------------------------
-
-
-def _remove_labelled(client: docker.DockerClient, label_filter: str,
-                     keep: Any = None) -> tuple[int, int, int]:
-    """Remove containers, then volumes, then networks matching a label filter.
-
-    `keep(labels) -> bool` spares resources. Returns how many of each were removed.
-    """
-    removed = [0, 0, 0]
-    flt: dict[str, str | list[str] | bool] = {"label": label_filter}
-    for c in client.containers.list(all=True, filters=flt):
-        if keep is None or not keep(c.labels):
-            with contextlib.suppress(Exception):
-                c.remove(force=True, v=True)
-                removed[0] += 1
-    for v in client.volumes.list(filters=flt):
-        if keep is None or not keep(v.attrs.get("Labels") or {}):
-            with contextlib.suppress(Exception):
-                v.remove(force=True)
-                removed[1] += 1
-    for n in client.networks.list(filters=flt):
-        if keep is None or not keep(n.attrs.get("Labels") or {}):
-            with contextlib.suppress(Exception):
-                n.remove()
-                removed[2] += 1
-    return removed[0], removed[1], removed[2]
-
-
-def remove_run(run_id: str = RUN_ID, client: docker.DockerClient | None = None) -> tuple[int, int, int]:
-    """Remove every container, volume and network labelled with this run id."""
-    own = client is None
-    client = client or docker_client()
-    try:
-        return _remove_labelled(client, f"{LABEL_RUN}={run_id}")
-    finally:
-        if own:
-            client.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap_orphans(client: docker.DockerClient | None = None) -> tuple[int, int, int]:
-    """Remove what runs on this host left behind when their harness process is gone."""
-    host = socket.gethostname()
-
-    def keep(labels: dict[str, str]) -> bool:
-        if labels.get(LABEL_HOST) != host or labels.get(LABEL_RUN) == RUN_ID:
-            return True
-        pid = labels.get(LABEL_PID, "")
-        return not pid.isdigit() or _pid_alive(int(pid))
-
-    own = client is None
-    client = client or docker_client()
-    try:
-        return _remove_labelled(client, f"{LABEL_MANAGED}=true", keep)
-    finally:
-        if own:
-            client.close()
-
-
-def list_run(run_id: str = RUN_ID, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
-    """Names of the containers, volumes and networks that still carry this run id."""
-    own = client is None
-    client = client or docker_client()
-    flt: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN}={run_id}"}
-    try:
-        return {"containers": [str(c.name) for c in client.containers.list(all=True, filters=flt)],
-                "volumes": [str(v.name) for v in client.volumes.list(filters=flt)],
-                "networks": [str(n.name) for n in client.networks.list(filters=flt)]}
-    finally:
-        if own:
-            client.close()
-
-
-_run_lock = threading.Lock()
-_run_started = False
-
-
-def _first_adapter_of_run(client: docker.DockerClient) -> None:
-    global _run_started
-    with _run_lock:
-        if _run_started:
-            return
-        _run_started = True
-    with contextlib.suppress(Exception):
-        reap_orphans(client)
-    atexit.register(_remove_run_at_exit)
-
-
-def _remove_run_at_exit() -> None:
-    with contextlib.suppress(Exception):
-        remove_run()
-
-
-# -- one adapter's resources ----------------------------------------------------------------
-
-
-class _Resources:
-    """What must be removed even if the adapter is never closed (weakref.finalize, atexit).
-
-    Holds no reference to the adapter, so the finalizer does not keep it alive.
-    """
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.sock: socket.socket | None = None
-        self.container_id: str | None = None
-        self.volume: str | None = None
-        self.network: str | None = None
-        self.other_clients: list[docker.DockerClient] = []  # testcontainers' own
-
-    def release(self) -> None:
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
-        cid, self.container_id = self.container_id, None
-        if cid is not None:
-            with contextlib.suppress(Exception):
-                self.client.api.remove_container(cid, force=True, v=True)
-        volume, self.volume = self.volume, None
-        if volume is not None:
-            with contextlib.suppress(Exception):
-                self.client.api.remove_volume(volume, force=True)
-        network, self.network = self.network, None
-        if network is not None:
-            with contextlib.suppress(Exception):
-                self.client.api.remove_network(network)
-        for client in [self.client, *self.other_clients]:
-            with contextlib.suppress(Exception):
-                client.close()
-        self.other_clients.clear()
-
-
-class _Conn:
-    """One TCP connection to the node: line reads and writes with deadlines."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-        self.eof = False
-
-    def send(self, data: bytes, deadline: float) -> bool:
-        """False when the peer is gone; TimeoutError when it does not read in time."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        self.sock.settimeout(remaining)
-        try:
-            self.sock.sendall(data)
-        except TimeoutError:
-            raise
-        except OSError:
-            return False
-        return True
-
-    def readline(self, deadline: float) -> bytes | None:
-        """The next line; b"" at EOF (a partial last line counts as EOF); None on timeout."""
-        while True:
-            nl = self.buf.find(b"\n")
-            if nl >= 0:
-                line = bytes(self.buf[:nl + 1])
-                del self.buf[:nl + 1]
-                return line
-            if self.eof:
-                return b""
-            if len(self.buf) > MAX_LINE:
-                raise ProtocolViolation(f"a line longer than {MAX_LINE} bytes")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except TimeoutError:
-                return None
-            except OSError:
-                chunk = b""  # reset by the peer: it is gone
-            if chunk:
-                self.buf += chunk
-            else:
-                self.eof = True
-
-
-def _quote(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-    return repr(text[:QUOTE_LIMIT] + ("..." if len(text) > QUOTE_LIMIT else ""))
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _ts_key(ts: str) -> str:
-    """An RFC 3339 UTC timestamp with its fraction padded to 9 digits, for sorting."""
-    head, _, frac = ts.rstrip("Z").partition(".")
-    return f"{head}.{frac:0<9}"
 
 
 def _safe(text: str) -> str:
@@ -413,14 +95,14 @@ class ContainerAdapter(Adapter):
         self.tmpfs_size = tmpfs_size
         self._user = user
         self._client = docker_client()
-        self._res = _Resources(self._client)
+        self._res = Resources(self._client)
         # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
         self._finalizer = weakref.finalize(self, self._res.release)
-        _first_adapter_of_run(self._client)
+        first_adapter_of_run(self._client)
         self.info = inspect_image(image, self._client)
         self._tc: Any = None  # the testcontainers DockerContainer
         self._container: Container | None = None
-        self._conn: _Conn | None = None
+        self._conn: Connection | None = None
         self._addr: tuple[str, int] | None = None
         self._next_id = 1
         self._starts = 0
@@ -469,16 +151,10 @@ class ContainerAdapter(Adapter):
                 raw = self._container.logs(stdout=True, stderr=True, timestamps=True,
                                            tail=LOG_LINES)
                 self._log_snapshot = raw.decode("utf-8", errors="replace")
-        entries: list[tuple[str, str]] = []
-        for line in self._log_snapshot.splitlines():
-            ts, _, text = line.partition(" ")
-            entries.append((_ts_key(ts), f"{ts[11:23]} {text}"))
-        entries += [(_ts_key(ts), f"{ts[11:23]} --- {text} ---") for ts, text in self._notes]
-        entries.sort(key=lambda e: e[0])  # stable: equal stamps keep their order
-        return "\n".join(text for _, text in entries) + ("\n" if entries else "")
+        return merge_log(self._log_snapshot, self._notes)
 
     def _note(self, text: str) -> None:
-        self._notes.append((_now(), text))
+        self._notes.append((now(), text))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -503,7 +179,6 @@ class ContainerAdapter(Adapter):
         return hello
 
     def _create_and_start(self) -> None:
-        from docker.types import LogConfig
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.container import DockerContainer
 
@@ -513,40 +188,27 @@ class ContainerAdapter(Adapter):
         client = self._client
         suffix = uuid.uuid4().hex[:10]
         base = f"conformance-{_safe(self.name.rsplit('/', 1)[-1])}-{suffix}"
-        labels = _labels(**{"conformance.image": self.image})
-        user = self._user or (DEFAULT_USER if self.info.runs_as_root else self.info.user)
+        labels = run_labels(**{"conformance.image": self.image})
+        user = run_user(self.info, self._user)
 
         kwargs: dict[str, Any] = {}
         if self.network_mode == "internal":
-            net = client.networks.create(
-                base, driver="bridge", internal=True, labels=labels, check_duplicate=True,
-                # a recognizable interface name: a host firewall rule can match "conf-+"
-                options={"com.docker.network.bridge.name": f"conf-{suffix}"})
-            self._res.network = str(net.name)
-            kwargs["network"] = net.name
-        vol = client.volumes.create(name=base, labels=labels)
-        self._res.volume = str(vol.name)
-        if user != self.info.user:  # the image's own user owns its /data: nothing to prepare
-            self._prepare_volume(vol.name, user)
+            self._res.network = create_internal_network(client, base, suffix, labels)
+            kwargs["network"] = self._res.network
+        volume = self._setup_data(base, labels, user)
 
         tc = DockerContainer(self.image, name=base)
         if self.command is not None:
             tc.with_command(self.command)
-        tc.with_volume_mapping(vol.name, DATA_DIR, mode="rw")
-        tc.with_tmpfs_mount("/tmp", f"size={self.tmpfs_size},mode=1777,noexec,nosuid,nodev")
+        mount_data(tc, volume)
+        tc.with_tmpfs_mount(TMP_DIR, tmpfs_options(self.tmpfs_size))
         if self.network_mode == "published":
-            # a random host port on publish_host only (testcontainers would bind every address)
-            cast(dict[str, Any], tc.ports)[f"{PORT}/tcp"] = (self.publish_host, None)
-        tc.with_kwargs(
-            labels=labels, user=user, read_only=True, cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"], mem_limit=self.memory,
-            memswap_limit=self.memory, pids_limit=self.pids_limit, hostname="node",
-            restart_policy={"Name": "no"},
-            log_config=LogConfig(type="json-file", config={"max-size": "16m", "max-file": "1"}),
-            **kwargs)
+            publish_port(tc, self.publish_host)
+        tc.with_kwargs(**run_options(labels=labels, user=user, memory=self.memory,
+                                     pids_limit=self.pids_limit), **kwargs)
         self._tc = tc
         self._note(f"start #{self._starts}: {self.image} as {user or 'image user'}, "
-                   f"{self.network_mode} network, volume {vol.name} at {DATA_DIR}")
+                   f"{self.network_mode} network, volume {volume} at {DATA_DIR}")
         self._res.other_clients.append(tc.get_docker_client().client)
         try:
             tc.start()
@@ -558,37 +220,14 @@ class ContainerAdapter(Adapter):
                 self._res.container_id = str(tc._container.id)
                 self._container = tc.get_wrapped_container()
 
-    def _prepare_volume(self, volume: str, user: str) -> None:
-        """Make the fresh volume's root owned by a numeric `user` (uid[:gid]), running nothing.
-
-        The engine copies an image's directory, with its owner, into an empty volume when a
-        container is *created* with the volume there; a 0-byte image made of one `data/`
-        directory owned by the user is enough, and its container is never started. An image
-        whose own /data has another owner still wins: its copy-up happens when its container
-        is created.
-        """
-        m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
-        if m is None:
-            return  # a user name: the image has to own /data itself
-        uid, gid = int(m.group(1)), int(m.group(2) or m.group(1))
-        tag = f"{VOLUME_INIT_REPO}:{uid}-{gid}"
-        import docker.errors
-
-        try:
-            self._client.images.get(tag)
-        except docker.errors.ImageNotFound:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w") as tf:
-                ti = tarfile.TarInfo("data")
-                ti.type, ti.mode, ti.uid, ti.gid = tarfile.DIRTYPE, 0o700, uid, gid
-                tf.addfile(ti)
-            self._client.api.import_image_from_data(
-                buf.getvalue(), repository=VOLUME_INIT_REPO, tag=f"{uid}-{gid}",
-                changes=[f"LABEL {LABEL_MANAGED}=volume-init"])
-        init = self._client.containers.create(
-            tag, ["/none"], network_mode="none", labels=_labels(),
-            volumes={volume: {"bind": DATA_DIR, "mode": "rw"}})
-        init.remove(force=True)
+    def _setup_data(self, name: str, labels: dict[str, str], user: str) -> str:
+        """The node's /data storage, owned by `user`: a fresh named volume (volume.py), removed
+        by close(). Returns the volume spec that `mount_data` mounts."""
+        volume = create_volume(self._client, name, labels)
+        self._res.volume = volume
+        if user != self.info.user:  # the image's own user owns its /data: nothing to prepare
+            prepare_volume(self._client, volume, user)
+        return volume
 
     def crash(self) -> None:
         if self._container is None:
@@ -699,7 +338,7 @@ class ContainerAdapter(Adapter):
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._res.sock = sock
-            self._conn = _Conn(sock)
+            self._conn = Connection(sock)
             ex = self._exchange("hello", {"versions": list(PROTOCOL_VERSIONS),
                                           "harness": "conformance",
                                           "config": {"durability": durability}},
@@ -829,39 +468,10 @@ class ContainerAdapter(Adapter):
 
     def _violation(self, op: str, rid: int, what: str, raw: bytes) -> NoReturn:
         self._retire(f"protocol violation during {op} (id {rid}), killed")
-        raise ProtocolViolation(f"{op} (id {rid}): {what}: {_quote(raw)}")
+        raise ProtocolViolation(f"{op} (id {rid}): {what}: {quote(raw)}")
 
     def _timeout(self, op: str, rid: int, what: str) -> NoReturn:
         self._retire(f"timeout during {op} (id {rid}), killed")
         raise RequestTimeout(f"{op} (id {rid}): {what} within the {self.timeout:g} s timeout; "
                              "the container was killed")
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m conformance.adapters.container [--prune]`: list (or remove) what runs left."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m conformance.adapters.container",
-                                 description="containers, volumes and networks the harness "
-                                             "created and that are still there")
-    ap.add_argument("--prune", action="store_true",
-                    help="remove them all (also those of runs still in progress)")
-    args = ap.parse_args(argv)
-    client = docker_client()
-    try:
-        flt: dict[str, str | list[str] | bool] = {"label": f"{LABEL_MANAGED}=true"}
-        for kind, items in (("container", client.containers.list(all=True, filters=flt)),
-                            ("volume", client.volumes.list(filters=flt)),
-                            ("network", client.networks.list(filters=flt))):
-            for item in items:
-                print(f"{kind:<9} {item.name}")
-        if args.prune:
-            n = _remove_labelled(client, f"{LABEL_MANAGED}=true")
-            print(f"removed {n[0]} container(s), {n[1]} volume(s), {n[2]} network(s)")
-    finally:
-        client.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""Cleanup: nothing the harness creates in the engine outlives its run.
+
+Everything created carries the labels `conformance.managed=true`, `conformance.run=<RUN_ID>`
+(one id per harness process), `conformance.pid` and `conformance.host`. `close()` removes the
+container, the volume and the network (Resources.release); a `weakref.finalize` does it if the
+adapter is dropped, an atexit hook removes whatever this run still has (Ctrl-C included), and
+the first adapter of a run removes what runs whose process is gone (SIGKILL, power off) left
+behind. `python -m conformance.adapters.container [--prune]` lists (or removes) what is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .engine import docker_client
+
+if TYPE_CHECKING:
+    import docker
+
+RUN_ID = os.environ.get("CONFORMANCE_RUN_ID") or uuid.uuid4().hex[:16]
+LABEL_MANAGED = "conformance.managed"
+LABEL_RUN = "conformance.run"
+LABEL_PID = "conformance.pid"
+LABEL_HOST = "conformance.host"
+
+
+def run_labels(**extra: str) -> dict[str, str]:
+    """The labels of everything this run creates (and `extra`)."""
+    return {LABEL_MANAGED: "true", LABEL_RUN: RUN_ID, LABEL_PID: str(os.getpid()),
+            LABEL_HOST: socket.gethostname(), **extra}
+
+
+def remove_labelled(client: docker.DockerClient, label_filter: str,
+                    keep: Any = None) -> tuple[int, int, int]:
+    """Remove containers, then volumes, then networks matching a label filter.
+
+    `keep(labels) -> bool` spares resources. Returns how many of each were removed.
+    """
+    removed = [0, 0, 0]
+    flt: dict[str, str | list[str] | bool] = {"label": label_filter}
+    for c in client.containers.list(all=True, filters=flt):
+        if keep is None or not keep(c.labels):
+            with contextlib.suppress(Exception):
+                c.remove(force=True, v=True)
+                removed[0] += 1
+    for v in client.volumes.list(filters=flt):
+        if keep is None or not keep(v.attrs.get("Labels") or {}):
+            with contextlib.suppress(Exception):
+                v.remove(force=True)
+                removed[1] += 1
+    for n in client.networks.list(filters=flt):
+        if keep is None or not keep(n.attrs.get("Labels") or {}):
+            with contextlib.suppress(Exception):
+                n.remove()
+                removed[2] += 1
+    return removed[0], removed[1], removed[2]
+
+
+def remove_run(run_id: str = RUN_ID, client: docker.DockerClient | None = None) -> tuple[int, int, int]:
+    """Remove every container, volume and network labelled with this run id."""
+    own = client is None
+    client = client or docker_client()
+    try:
+        return remove_labelled(client, f"{LABEL_RUN}={run_id}")
+    finally:
+        if own:
+            client.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(client: docker.DockerClient | None = None) -> tuple[int, int, int]:
+    """Remove what runs on this host left behind when their harness process is gone."""
+    host = socket.gethostname()
+
+    def keep(labels: dict[str, str]) -> bool:
+        if labels.get(LABEL_HOST) != host or labels.get(LABEL_RUN) == RUN_ID:
+            return True
+        pid = labels.get(LABEL_PID, "")
+        return not pid.isdigit() or _pid_alive(int(pid))
+
+    own = client is None
+    client = client or docker_client()
+    try:
+        return remove_labelled(client, f"{LABEL_MANAGED}=true", keep)
+    finally:
+        if own:
+            client.close()
+
+
+def list_run(run_id: str = RUN_ID, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
+    """Names of the containers, volumes and networks that still carry this run id."""
+    own = client is None
+    client = client or docker_client()
+    flt: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN}={run_id}"}
+    try:
+        return {"containers": [str(c.name) for c in client.containers.list(all=True, filters=flt)],
+                "volumes": [str(v.name) for v in client.volumes.list(filters=flt)],
+                "networks": [str(n.name) for n in client.networks.list(filters=flt)]}
+    finally:
+        if own:
+            client.close()
+
+
+_run_lock = threading.Lock()
+_run_started = False
+
+
+def first_adapter_of_run(client: docker.DockerClient) -> None:
+    """Once per run: reap what dead runs left behind, and remove this run's leftovers at exit."""
+    global _run_started
+    with _run_lock:
+        if _run_started:
+            return
+        _run_started = True
+    with contextlib.suppress(Exception):
+        reap_orphans(client)
+    atexit.register(_remove_run_at_exit)
+
+
+def _remove_run_at_exit() -> None:
+    with contextlib.suppress(Exception):
+        remove_run()
+
+
+class Resources:
+    """One adapter's engine resources, which must be removed even if the adapter is never closed
+    (weakref.finalize, atexit).
+
+    Holds no reference to the adapter, so the finalizer does not keep it alive.
+    """
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.sock: socket.socket | None = None
+        self.container_id: str | None = None
+        self.volume: str | None = None
+        self.network: str | None = None
+        self.other_clients: list[docker.DockerClient] = []  # testcontainers' own
+
+    def release(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        cid, self.container_id = self.container_id, None
+        if cid is not None:
+            with contextlib.suppress(Exception):
+                self.client.api.remove_container(cid, force=True, v=True)
+        volume, self.volume = self.volume, None
+        if volume is not None:
+            with contextlib.suppress(Exception):
+                self.client.api.remove_volume(volume, force=True)
+        network, self.network = self.network, None
+        if network is not None:
+            with contextlib.suppress(Exception):
+                self.client.api.remove_network(network)
+        for client in [self.client, *self.other_clients]:
+            with contextlib.suppress(Exception):
+                client.close()
+        self.other_clients.clear()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m conformance.adapters.container [--prune]`: list (or remove) what runs left."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m conformance.adapters.container",
+                                 description="containers, volumes and networks the harness "
+                                             "created and that are still there")
+    ap.add_argument("--prune", action="store_true",
+                    help="remove them all (also those of runs still in progress)")
+    args = ap.parse_args(argv)
+    client = docker_client()
+    try:
+        flt: dict[str, str | list[str] | bool] = {"label": f"{LABEL_MANAGED}=true"}
+        for kind, items in (("container", client.containers.list(all=True, filters=flt)),
+                            ("volume", client.volumes.list(filters=flt)),
+                            ("network", client.networks.list(filters=flt))):
+            for item in items:
+                print(f"{kind:<9} {item.name}")
+        if args.prune:
+            n = remove_labelled(client, f"{LABEL_MANAGED}=true")
+            print(f"removed {n[0]} container(s), {n[1]} volume(s), {n[2]} network(s)")
+    finally:
+        client.close()
+    return 0
