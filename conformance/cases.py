@@ -13,7 +13,7 @@ from typing import Any, Literal
 # Step kinds, in the order docs/suites.md documents them.
 STEP_KINDS = (
     "open", "apply", "snapshot", "snapshot_begin", "snapshot_persist", "crash", "restart",
-    "replay", "failpoint", "tamper", "install_snapshot", "get", "scan", "digest", "hlc",
+    "replay", "failpoint", "crash_point", "tamper", "install_snapshot", "get", "scan", "digest", "hlc",
     "last_applied_index", "set_durable_applied_index", "check",
 )
 
@@ -32,7 +32,10 @@ TAMPER_KINDS = ("torn_meta", "truncate_snapshot", "flip_body_byte", "wrong_token
                 "unknown_header_version")
 POWER_LOSS_MODES = ("drop_all", "random_prefix", "torn_last")
 CAPABILITIES = ("reader", "writer", "header_applier", "unsynced_mode", "failpoints",
-                "tamper_hooks", "install_snapshot", "pin_after_restore", "power_loss")
+                "tamper_hooks", "install_snapshot", "pin_after_restore", "power_loss",
+                "crash_points")
+# Operations a crash point of the crash-simulating filesystem counts (conformance/faults/crashfs)
+CRASH_POINT_OPS = ("write", "fsync", "fsyncdir", "rename", "create", "unlink", "truncate")
 # Error codes a reply can carry (docs/protocol.md, "Error codes"); `expect_error` names one.
 ERROR_CODES = ("bad_request", "unknown_op", "unsupported", "bad_entry", "too_large", "bad_index",
                "not_open", "already_open", "read_error", "pin_failed", "injected", "bad_snapshot",

@@ -58,6 +58,7 @@ MAX_NODES = 1_000_000
 # Steps that need a capability the case must declare (unless the step expects `unsupported`).
 STEP_CAPABILITY: Mapping[str, str] = {
     "failpoint": "failpoints",
+    "crash_point": "crash_points",
     "tamper": "tamper_hooks",
     "install_snapshot": "install_snapshot",
     "last_applied_index": "reader",
@@ -69,6 +70,7 @@ STEP_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "snapshot": {"site": "local"},
     "snapshot_persist": {"site": "local"},
     "failpoint": {"action": "crash", "skip": 0},
+    "crash_point": {"nth": 1},
 }
 
 _EXPECTATIONS = ("expect", "expect_error", "expect_crash")

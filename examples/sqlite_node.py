@@ -174,6 +174,7 @@ LATEST = ("SELECT key, value FROM versions v WHERE ts = "
 class Store:
     def __init__(self, path, synced):
         fresh = not os.path.exists(path)
+        self.path = path
         self.synced = synced
         self.db = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN / COMMIT
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -237,7 +238,24 @@ class Store:
             self.commit([(upsert, (META_KEY, index.to_bytes(8, "big")))])
         finally:
             self.sync("FULL" if self.synced else "OFF")
-        return self.db.execute("SELECT changes()").fetchone()[0] > 0
+        changed = self.db.execute("SELECT changes()").fetchone()[0] > 0
+        if not changed and (synced or self.synced):
+            # SQLite does not sync a transaction that wrote nothing, yet the value that made
+            # this pin a no-op may come from an unsynced apply: make it durable (the WAL, and
+            # the database file an unsynced checkpoint may have copied it to).
+            self.fsync_files()
+        return changed
+
+    def fsync_files(self):
+        for name in (self.path, self.path + "-wal"):
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def dump(self):
         """The user tables as the snapshot body: never the meta table."""

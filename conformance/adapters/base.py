@@ -74,6 +74,17 @@ class Adapter(ABC):
         raise PowerLossUnsupported(self.unavailable_faults().get(
             "power_loss", f"{type(self).__name__} cannot simulate a power loss"))
 
+    def arm_crash_point(self, on: str, nth: int) -> None:
+        """Stop the node at its `nth` file-system operation `on` from now (a crash point of
+        the crash-simulating filesystem, conformance/faults/crashfs); disarmed at start."""
+        raise PowerLossUnsupported(self.unavailable_faults().get(
+            "crash_points", f"{type(self).__name__} has no crash points"))
+
+    def sync_counters(self) -> dict[str, int] | None:
+        """What the node did to its files so far (writes, fsyncs, fsyncdirs, ...), counted
+        by a layer under it; None when the adapter has no such layer."""
+        return None
+
     def unavailable_faults(self) -> dict[str, str]:
         """Harness faults this adapter cannot inject here, each with the reason in words.
 
@@ -85,6 +96,8 @@ class Adapter(ABC):
         out: dict[str, str] = {}
         if "power_loss" not in self.fault_capabilities:
             out["power_loss"] = f"{self.describe()} cannot simulate a power loss"
+        if "crash_points" not in self.fault_capabilities:
+            out["crash_points"] = f"{self.describe()} has no file-system crash points"
         return out
 
     @abstractmethod

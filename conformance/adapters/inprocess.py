@@ -44,7 +44,7 @@ class _Sink:
 
 
 class InProcessAdapter(Adapter):
-    fault_capabilities = frozenset({"process_kill", "power_loss"})
+    fault_capabilities = frozenset({"process_kill", "power_loss", "crash_points"})
 
     def __init__(self, seed: int = 0, config: NodeConfig | None = None,
                  node_factory: NodeFactory = reference_node, name: str = "reference") -> None:
@@ -63,6 +63,7 @@ class InProcessAdapter(Adapter):
         return f"in-process {self.name}"
 
     def start(self, durability: str) -> Hello:
+        self.disk.disarm_crash_points()  # a crash point lives for one node lifetime
         self._sink = _Sink()
         node = self.node_factory(self.disk, self.base_config)
         self._server = Server(node, self._sink)  # type: ignore[arg-type]
@@ -105,6 +106,16 @@ class InProcessAdapter(Adapter):
         self._server = None
         report = self.disk.power_loss(PowerLossMode(mode), self.rng)
         self._log.append(f"power loss {mode}: {report}")
+
+    def arm_crash_point(self, on: str, nth: int) -> None:
+        """The simulated disk raises SimulatedCrash at the node's nth `on` operation."""
+        self.disk.arm_crash_point(on, nth)
+        self._log.append(f"crash point armed: {on} #{nth}")
+
+    def sync_counters(self) -> dict[str, int] | None:
+        st = self.disk.stats
+        return {"fsyncs": st.fsyncs, "fsyncdirs": st.dir_fsyncs, "sync_writes": 0,
+                "syncs": st.total_fsyncs(), "bytes_written": st.bytes_written}
 
     def alive(self) -> bool:
         return self._server is not None

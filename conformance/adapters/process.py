@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import queue
-import random
 import select
 import shutil
 import signal
@@ -42,20 +41,10 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, Any, NoReturn
 
-from .base import (
-    Adapter,
-    AdapterError,
-    Exchange,
-    Hello,
-    PowerLossUnsupported,
-    ProtocolViolation,
-    RequestTimeout,
-)
-
-if TYPE_CHECKING:
-    from conformance.faults.crashfs import CrashFS
+from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
+from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
 PLACEHOLDER = "{data_dir}"
 PROTOCOL_VERSIONS = (1,)
@@ -79,10 +68,6 @@ def parse_hello(result: Any) -> Hello:
             f"hello: malformed result (needs version in {list(PROTOCOL_VERSIONS)}, "
             f"implementation, capabilities, entry_kinds): {json.dumps(result)[:QUOTE_LIMIT]}")
     return hello
-
-
-class LayerFailed(AdapterError):
-    """The crash-simulating filesystem under the node failed: an infrastructure error."""
 
 
 class HelloRefused(AdapterError):
@@ -226,7 +211,7 @@ class _Resources:
     def __init__(self, temp_dir: Path | None) -> None:
         self.child: _Child | None = None
         self.temp_dir = temp_dir
-        self.layer: CrashFS | None = None
+        self.layer: NodeLayer | None = None
 
     def release(self) -> None:
         child, self.child = self.child, None
@@ -247,7 +232,7 @@ def _quote(raw: bytes) -> str:
     return repr(text)
 
 
-class ProcessAdapter(Adapter):
+class ProcessAdapter(LayerFaults, Adapter):
     """A node under test run as `argv`, one process per lifetime, on one data directory.
 
     `argv` items may contain `{data_dir}`, replaced by the data directory. Without
@@ -278,7 +263,9 @@ class ProcessAdapter(Adapter):
         self.env: dict[str, str] | None = dict(env) if env is not None else None
         self.name = name or " ".join(self.argv)
         owns = data_dir is None
-        self._no_layer = self._layer_unavailable(power_loss, owns)
+        self._no_layer = unavailable(power_loss, None if owns else (
+            "the data directory was given explicitly (the layer mounts its own)"))
+        self._layer: NodeLayer | None = None
         if data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="conformance-"))
         else:
@@ -287,12 +274,17 @@ class ProcessAdapter(Adapter):
         self._res = _Resources(self.data_dir if owns else None)
         # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
         self._finalizer = weakref.finalize(self, self._res.release)
-        self._rng = random.Random(f"power:{seed}")
-        if self._no_layer is None and use_layer:
-            self._mount_layer()
-        if self._no_layer is None:
-            self.fault_capabilities = frozenset({"process_kill", "power_loss", "crash_points"})
         self._tail = _StderrTail(STDERR_LIMIT)
+        if self._no_layer is None and use_layer:
+            # the temp dir holds the layer: store/ (backing) and data/ (the mount)
+            try:
+                self._layer = self._res.layer = NodeLayer.mount(
+                    self.data_dir, seed, self._tail.note, timeout=self.timeout + 20)
+                self.data_dir = self._layer.mountpoint
+            except LayerFailed as exc:
+                self._no_layer = str(exc)
+        if self._no_layer is None:
+            self.fault_capabilities = self.fault_capabilities | LAYER_FAULTS
         self._next_id = 1
         self._starts = 0
         self._pids: list[int] = []
@@ -303,87 +295,15 @@ class ProcessAdapter(Adapter):
     def describe(self) -> str:
         return f"process: {' '.join(self.argv)}"
 
-    # -- the crash-simulating filesystem ------------------------------------------------------
-
-    @staticmethod
-    def _layer_unavailable(wanted: bool | None, owns: bool) -> str | None:
-        """None when the layer is to be mounted, else why power loss is not available."""
-        if wanted is False:
-            return "power loss was switched off for this run"
-        if not owns:
-            reason = "the data directory was given explicitly (the layer mounts its own)"
-        else:
-            from conformance.faults.crashfs import available
-
-            reason = available() or ""
-        if reason and wanted:
-            raise AdapterError(f"power loss was required but cannot be simulated: {reason}")
-        return reason or None
-
-    def _mount_layer(self) -> None:
-        from conformance.faults.crashfs import CrashFS, LayerError
-
-        # data_dir (the adapter's temp dir) holds the layer: store/ and the mount data/
-        base = self.data_dir
-        try:
-            self._res.layer = CrashFS(base / "store", base / "data", timeout=self.timeout + 20)
-        except LayerError as exc:
-            self._no_layer = f"the crash-simulating filesystem could not be mounted: {exc}"
-            return
-        self.data_dir = base / "data"
-
-    @property
-    def layer(self) -> CrashFS | None:
-        """The crash-simulating filesystem under the data directory, if mounted."""
-        return self._res.layer
-
-    def unavailable_faults(self) -> dict[str, str]:
-        if self._res.layer is not None:
-            return {}
-        if self._no_layer is None:
-            return {}  # available on this machine; not mounted for this node (use_layer)
-        return {"power_loss": self._no_layer, "crash_points": self._no_layer}
-
-    def _layer_or_fail(self, fault: str) -> CrashFS:
-        layer = self._res.layer
-        if layer is None:
-            raise PowerLossUnsupported(self._no_layer or f"{fault}: the crash-simulating "
-                                       "filesystem was not mounted for this node (use_layer)")
-        return layer
-
-    def power_loss(self, mode: str) -> None:
-        """Kill the node, wait until it holds no file open, drop what it had not synced."""
-        layer = self._layer_or_fail("power_loss")
+    def _kill_for_power_loss(self, mode: str) -> None:
         child = self._res.child
         if child is not None:
             self._retire(child, f"power loss ({mode}): SIGKILL to the process group")
-        seed = self._rng.randrange(1 << 32)
-        report = self._layer_call(lambda: layer.power_loss(mode, seed))
-        self._tail.note(str(report.get("summary", "power loss")))
 
-    def arm_crash_point(self, on: str, nth: int) -> None:
-        """Stop the node (SIGKILL) at its `nth` operation `on` from now (write, fsync,
-        fsyncdir, rename, create, unlink, truncate); the operation does not happen."""
-        layer = self._layer_or_fail("crash_points")
-        self._layer_call(lambda: layer.arm(on, nth))
-        self._tail.note(f"crash point armed: {on} #{nth}")
-
-    def sync_counters(self) -> dict[str, int] | None:
-        """What the node did through the layer so far (writes, fsyncs, ...), None without it."""
-        layer = self._res.layer
-        if layer is None:
-            return None
-        counters: dict[str, int] = self._layer_call(layer.counters)
-        return counters
-
-    def _layer_call(self, fn: Any) -> Any:
-        from conformance.faults.crashfs import ControlError, LayerError
-
-        try:
-            return fn()
-        except (LayerError, ControlError) as exc:
-            raise LayerFailed(f"the crash-simulating filesystem failed (a harness error, not the "
-                              f"node's): {exc}") from exc
+    @property
+    def layer(self) -> NodeLayer | None:
+        """The crash-simulating filesystem under the data directory, if mounted."""
+        return self._layer
 
     def command(self) -> list[str]:
         """argv with the `{data_dir}` placeholder replaced (plain replace, not str.format)."""
@@ -417,9 +337,8 @@ class ProcessAdapter(Adapter):
             if child.alive():
                 raise AdapterError("the node is already running: crash() or shut it down first")
             self._retire(child, "the node had exited")
-        layer = self._res.layer
-        if layer is not None:  # a crash point that fired left the device stopped
-            self._layer_call(layer.disarm)
+        if self._layer is not None:  # a crash point that fired left the device stopped
+            self._layer.thaw()
         argv = self.command()
         self._starts += 1
         self._tail.note(f"start #{self._starts}: {' '.join(argv)}")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import enum
 import posixpath
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import SimulatedCrash
 
 
 class PowerLossMode(enum.StrEnum):
@@ -165,15 +167,49 @@ DISK_OPS = frozenset(
 )
 
 
+# Disk methods -> the crash-point operation kinds they count as; the same kinds the
+# crash-simulating filesystem counts for an external node (conformance/faults/crashfs),
+# so one suite step (`crash_point`) means the same thing for both.
+CRASH_POINT_KINDS = {"write": "write", "append": "write", "truncate": "truncate",
+                     "fsync": "fsync", "fsync_dir": "fsyncdir", "rename": "rename",
+                     "remove": "unlink"}
+
+
 class FaultInjector:
-    """One-shot injected I/O errors, shared by both backends.
+    """One-shot injected I/O errors and crash points, shared by both backends.
 
     Each backend method calls `_inject(op, *paths)` before doing anything, so an
-    armed error fires *instead of* the operation: no state change, no stats.
+    armed error fires *instead of* the operation: no state change, no stats. A crash
+    point raises `SimulatedCrash` the same way: the operation does not happen.
     """
 
     def __init__(self) -> None:
         self._armed: list[tuple[str, str, OSError]] = []
+        self._crash_points: list[list[Any]] = []  # [kind, nth, seen]
+
+    def arm_crash_point(self, on: str, nth: int) -> None:
+        """Crash (SimulatedCrash) at the `nth` operation of kind `on` from now: write (write,
+        append), create (a write or append to a missing file, counted before its write),
+        truncate, fsync, fsyncdir, rename, unlink (remove)."""
+        kinds = {*CRASH_POINT_KINDS.values(), "create"}
+        if on not in kinds or nth < 1:
+            raise ValueError(f"crash point {on!r} #{nth}: expected one of {sorted(kinds)}, nth >= 1")
+        self._crash_points.append([on, nth, 0])
+
+    def disarm_crash_points(self) -> None:
+        self._crash_points.clear()
+
+    def _exists_quietly(self, path: str) -> bool:
+        """exists() without injection (backends override it with a direct lookup)."""
+        raise NotImplementedError
+
+    def _tick(self, kind: str, what: str) -> None:
+        for point in self._crash_points:
+            if point[0] == kind:
+                point[2] += 1
+                if point[2] == point[1]:
+                    self._crash_points.remove(point)
+                    raise SimulatedCrash(f"crash point {kind} #{point[1]} ({what})")
 
     def fail_next(self, op: str, path_prefix: str, error: OSError) -> None:
         """The next call of method `op` on a path starting with `path_prefix` raises `error`.
@@ -186,6 +222,10 @@ class FaultInjector:
         self._armed.append((op, path_prefix, error))
 
     def _inject(self, op: str, *paths: str) -> None:
+        if self._crash_points and op in CRASH_POINT_KINDS:
+            if op in ("write", "append") and not self._exists_quietly(paths[0]):
+                self._tick("create", paths[0])
+            self._tick(CRASH_POINT_KINDS[op], " ".join(paths))
         for i, (armed_op, prefix, error) in enumerate(self._armed):
             if armed_op == op and any(p.startswith(prefix) for p in paths):
                 del self._armed[i]

@@ -78,6 +78,10 @@ class OSDisk(FaultInjector, Disk):
         self._inject("exists", path)
         return self._abs(path).exists()
 
+    def _exists_quietly(self, path: str) -> bool:
+        path = normalize(path)
+        return self._abs(path).exists()
+
     def listdir(self, path: str) -> list[str]:
         path = normalize(path)
         self._inject("listdir", path)
