@@ -70,7 +70,7 @@ class ImplementationUnavailable(ValueError):
 
 
 def _image(image: str, timeout: float,
-           profile_capabilities: frozenset[str] | None) -> Implementation:
+           profile_capabilities: frozenset[str] | None, seed: int = 0) -> Implementation:
     """A container image. An image labelled `conformance.capability-switches=reference-server`
     (the reference's, docker/Dockerfile) takes the reference server's capability switches as
     arguments, so a case's `without` is honoured as for the reference process."""
@@ -91,7 +91,8 @@ def _image(image: str, timeout: float,
             command = [flag for cap, flag in _SWITCHES.items() if not getattr(config, cap)]
             if config.pin_after_restore:
                 command.append("--pin-after-restore")
-        return ContainerAdapter(image, timeout=timeout, command=command, name=image)
+        return ContainerAdapter(image, timeout=timeout, command=command, name=image, seed=seed,
+                                use_layer=needs_layer(case))
     return Implementation(f"container: {image}", container, False)
 
 
@@ -99,7 +100,7 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
             profile_capabilities: frozenset[str] | None = None,
             node_factory: NodeFactory = reference_node, label: str = "reference") -> Implementation:
     if impl.startswith("image:"):
-        return _image(impl.split(":", 1)[1], timeout, profile_capabilities)
+        return _image(impl.split(":", 1)[1], timeout, profile_capabilities, seed)
     extra_argv: list[str] = []
     if impl.startswith("mutant:"):
         from reference_impl.mutants import get

@@ -57,14 +57,15 @@ class NodeLayer:
 
     @classmethod
     def mount(cls, base: Path, seed: int, note: Callable[[str], None], *,
-              allow_other: bool = False, timeout: float = 30.0) -> NodeLayer:
+              allow_other: bool = False, timeout: float = 30.0,
+              remove_base: bool = False) -> NodeLayer:
         """Mount a layer in `base` (store/ holds the backing tree, data/ is the mount);
-        LayerFailed when it cannot be mounted."""
+        LayerFailed when it cannot be mounted. `remove_base`: close() deletes `base`."""
         from conformance.faults.crashfs import CrashFS, LayerError
 
         try:
             fs = CrashFS(base / "store", base / "data", allow_other=allow_other,
-                         timeout=timeout)
+                         timeout=timeout, owned=base if remove_base else None)
         except LayerError as exc:
             raise LayerFailed(f"the crash-simulating filesystem could not be mounted: "
                               f"{exc}") from exc

@@ -9,11 +9,14 @@ What the faults mean for a container:
 - **restart** = `docker start` of the same container: same image, same arguments, same
   named volume at /data (its content intact). Its address is read again after every start:
   with `network="published"` the host port can change, with `network="internal"` the IP can.
-- **power loss** is NOT simulated: the volume lives on the engine's filesystem, and dropping
-  its unsynced writes would need a filesystem that keeps them apart (LazyFS under FUSE, or a
-  dm-log-writes/dm-flakey device on the engine host), i.e. privileges on the engine host the
-  harness does not take. `power_loss()` raises PowerLossUnsupported (the base class), the
-  adapter does not advertise `power_loss`, and cases that need it are not applicable.
+- **power loss**: the /data the container sees is a bind mount of the crash-simulating
+  filesystem (conformance/faults/crashfs), mounted on the engine host with `allow_other`
+  and owned by the run user; every hardening measure stays. A power loss is `docker kill`,
+  a wait until no file is open, the drop of what the node had not synced, and `docker
+  start` of the same container. The same layer gives crash points and sync counters. It
+  needs the harness on the engine's host with FUSE; otherwise (a remote engine, the
+  published network mode, no /dev/fuse) /data is a named volume and the cases that need
+  a power loss are not applicable, with that reason.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ import json
 import os
 import re
 import socket
+import tempfile
 import time
 import uuid
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
+from ..layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 from ..process import PROTOCOL_VERSIONS, HelloRefused, parse_hello
 from .cleanup import Resources, first_adapter_of_run, run_labels
 from .engine import API_TIMEOUT, docker_client, inspect_image
@@ -57,7 +63,7 @@ def _safe(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:40] or "node"
 
 
-class ContainerAdapter(Adapter):
+class ContainerAdapter(LayerFaults, Adapter):
     """A node under test as a container of `image`, one container and one volume per adapter.
 
     `command` replaces the image's CMD (arguments to its ENTRYPOINT). `timeout` bounds every
@@ -67,6 +73,8 @@ class ContainerAdapter(Adapter):
     with the port published on `publish_host` (for remote engines or Docker Desktop), which
     gives the node the default bridge's outbound access: not hardened. `user` overrides who
     runs the node ("uid:gid"); by default the image's USER, or DEFAULT_USER when it is root.
+    `power_loss`, `use_layer` and `seed` are as for the process adapter: /data is the
+    crash-simulating filesystem where it can be mounted next to the engine.
     """
 
     fault_capabilities = frozenset({"process_kill"})
@@ -75,7 +83,8 @@ class ContainerAdapter(Adapter):
                  name: str | None = None, command: Sequence[str] | None = None,
                  network: NetworkMode | None = None, publish_host: str = "127.0.0.1",
                  user: str | None = None, memory: str = "512m", pids_limit: int = 256,
-                 tmpfs_size: str = "16m") -> None:
+                 tmpfs_size: str = "16m", power_loss: bool | None = None,
+                 use_layer: bool = True, seed: int = 0) -> None:
         if not timeout > 0 or not ready_timeout > 0:
             raise ValueError("timeout and ready_timeout must be > 0")
         network = network or os.environ.get("CONFORMANCE_CONTAINER_NETWORK") or "internal"  # type: ignore[assignment]
@@ -110,6 +119,23 @@ class ContainerAdapter(Adapter):
         self._notes: list[tuple[str, str]] = []  # (timestamp, text): the adapter's own markers
         self._log_snapshot = ""  # the container's log, kept when the container is removed
         self.start_durations: list[float] = []  # seconds from start() to the hello reply
+        self._seed = seed
+        self._use_layer = use_layer
+        self._layer: NodeLayer | None = None
+        self._no_layer = unavailable(power_loss, self._layer_not_here())
+        if self._no_layer is None:
+            self.fault_capabilities = self.fault_capabilities | LAYER_FAULTS
+
+    def _layer_not_here(self) -> str | None:
+        """Why the layer cannot serve this engine's containers, None when it can."""
+        if self.network_mode == "published":
+            return ("the published network mode is for remote engines: the crash-simulating "
+                    "filesystem must be mounted on the engine's host")
+        base_url = str(getattr(self._client.api, "base_url", ""))
+        if not base_url.startswith("http+docker://"):  # not a local unix socket
+            return (f"the Docker engine at {base_url} is not local: the crash-simulating "
+                    "filesystem must be mounted on the engine's host")
+        return None
 
     # -- introspection ------------------------------------------------------------------
 
@@ -163,6 +189,8 @@ class ContainerAdapter(Adapter):
             raise AdapterError("the adapter is closed")
         t0 = time.monotonic()
         self._starts += 1
+        if self._layer is not None:  # a crash point that fired left the device stopped
+            self._layer.thaw()
         if self._container is None:
             self._create_and_start()
         else:
@@ -221,13 +249,40 @@ class ContainerAdapter(Adapter):
                 self._container = tc.get_wrapped_container()
 
     def _setup_data(self, name: str, labels: dict[str, str], user: str) -> str:
-        """The node's /data storage, owned by `user`: a fresh named volume (volume.py), removed
-        by close(). Returns the volume spec that `mount_data` mounts."""
+        """The node's /data storage, owned by `user`: the crash-simulating filesystem when it
+        can be used, else a fresh named volume (volume.py); both removed by close(). Returns
+        the source (a host path or a volume name) that `mount_data` mounts."""
+        if self._use_layer and self._no_layer is None:
+            try:
+                return self._mount_layer(user)
+            except LayerFailed as exc:
+                self._no_layer = str(exc)
+                self.fault_capabilities = self.fault_capabilities - LAYER_FAULTS
         volume = create_volume(self._client, name, labels)
         self._res.volume = volume
         if user != self.info.user:  # the image's own user owns its /data: nothing to prepare
             prepare_volume(self._client, volume, user)
         return volume
+
+    def _mount_layer(self, user: str) -> str:
+        base = Path(tempfile.mkdtemp(prefix="conformance-layer-"))
+        base.chmod(0o755)  # the engine and the run user traverse it to the mount
+        layer = self._layer = self._res.layer = NodeLayer.mount(
+            base, self._seed, self._note, allow_other=True, timeout=self.timeout + 20,
+            remove_base=True)
+        m = re.fullmatch(r"(\d+)(?::(\d+))?", user or "")
+        root = layer.backing_root
+        if m is not None:  # the mount's root is what the node sees as /data
+            os.chown(root, int(m.group(1)), int(m.group(2) or m.group(1)))
+            root.chmod(0o700)
+        else:  # a named user of the image: its uid is not known here
+            root.chmod(0o777)
+        self._note(f"/data: the crash-simulating filesystem at {layer.mountpoint}")
+        return str(layer.mountpoint)
+
+    def _kill_for_power_loss(self, mode: str) -> None:
+        if self._container is not None:
+            self._retire(f"power loss ({mode}): docker kill (SIGKILL)")
 
     def crash(self) -> None:
         if self._container is None:

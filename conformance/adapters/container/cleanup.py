@@ -24,6 +24,8 @@ from .engine import docker_client
 if TYPE_CHECKING:
     import docker
 
+    from ..layer import NodeLayer
+
 RUN_ID = os.environ.get("CONFORMANCE_RUN_ID") or uuid.uuid4().hex[:16]
 LABEL_MANAGED = "conformance.managed"
 LABEL_RUN = "conformance.run"
@@ -152,6 +154,7 @@ class Resources:
         self.volume: str | None = None
         self.network: str | None = None
         self.other_clients: list[docker.DockerClient] = []  # testcontainers' own
+        self.layer: NodeLayer | None = None  # the crash-simulating filesystem at /data
 
     def release(self) -> None:
         sock, self.sock = self.sock, None
@@ -162,6 +165,10 @@ class Resources:
         if cid is not None:
             with contextlib.suppress(Exception):
                 self.client.api.remove_container(cid, force=True, v=True)
+        layer, self.layer = self.layer, None
+        if layer is not None:  # after the container: nothing holds a file open any more
+            with contextlib.suppress(Exception):
+                layer.close()
         volume, self.volume = self.volume, None
         if volume is not None:
             with contextlib.suppress(Exception):
