@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable
@@ -59,9 +60,26 @@ def _mutant_name(impl: str) -> str:
         raise ImplementationUnavailable(exc.args[0]) from None
 
 
+POWER_LOSS_SETTINGS = ("auto", "off", "require")
+
+
+def power_loss_setting() -> bool | None:
+    """CONFORMANCE_POWER_LOSS: auto (default: the crash-simulating filesystem where FUSE
+    works), off (never: power-loss cases are not applicable, and the verdict says so), or
+    require (an error when it cannot be mounted)."""
+    value = os.environ.get("CONFORMANCE_POWER_LOSS", "auto")
+    if value not in POWER_LOSS_SETTINGS:
+        raise ImplementationUnavailable(
+            f"CONFORMANCE_POWER_LOSS={value!r}: expected one of {', '.join(POWER_LOSS_SETTINGS)}")
+    return {"auto": None, "off": False, "require": True}[value]
+
+
 def needs_layer(case: Case) -> bool:
     """Whether a case needs the crash-simulating filesystem under the node (a power loss or
-    a crash point); the others run on a plain directory, which is cheaper to set up."""
+    a crash point); the others run on a plain directory, which is cheaper to set up.
+    CONFORMANCE_LAYER=all puts it under every case (to measure or debug the layer)."""
+    if os.environ.get("CONFORMANCE_LAYER") == "all":
+        return True
     return bool({"power_loss", "crash_points"} & set(case.capabilities))
 
 
@@ -77,6 +95,7 @@ def _image(image: str, timeout: float,
     from .adapters.base import AdapterError
     from .adapters.container import ContainerAdapter, inspect_image
 
+    power_loss = power_loss_setting()
     if not image:
         raise ImplementationUnavailable("image: needs an image name, e.g. image:NAME[:TAG]")
     try:
@@ -92,7 +111,7 @@ def _image(image: str, timeout: float,
             if config.pin_after_restore:
                 command.append("--pin-after-restore")
         return ContainerAdapter(image, timeout=timeout, command=command, name=image, seed=seed,
-                                use_layer=needs_layer(case))
+                                use_layer=needs_layer(case), power_loss=power_loss)
     return Implementation(f"container: {image}", container, False)
 
 
@@ -119,6 +138,7 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
 
     from .adapters.process import ProcessAdapter
 
+    power_loss = power_loss_setting()
     if impl == "reference-process":
         def reference_process(case: Case) -> Adapter:
             config = reference_config(profile_capabilities, case.without)
@@ -127,7 +147,7 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
             if config.pin_after_restore:
                 argv.append("--pin-after-restore")
             return ProcessAdapter(argv + extra_argv, timeout=timeout, seed=seed,
-                                  use_layer=needs_layer(case),
+                                  use_layer=needs_layer(case), power_loss=power_loss,
                                   name=f"{label}-process" if extra_argv else "reference-process")
         return Implementation(f"{label} (local process)", reference_process, False)
 
@@ -136,5 +156,6 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
         raise ValueError("--impl is empty")
 
     def process(case: Case) -> Adapter:
-        return ProcessAdapter(argv, timeout=timeout, seed=seed, use_layer=needs_layer(case))
+        return ProcessAdapter(argv, timeout=timeout, seed=seed, use_layer=needs_layer(case),
+                              power_loss=power_loss)
     return Implementation(f"process: {impl}", process, False)

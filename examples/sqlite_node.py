@@ -49,6 +49,8 @@ BUGS = {
     "pin-deferred": "the pin is cached and rides on the next data batch: not durable (S6)",
     "pin-rewinds": "the pin is a plain assignment, not a max (S6, P6)",
     "pin-unsynced": "the pin commits with the connection's synchronous level: OFF when unsynced (M2)",
+    "pin-noop-nosync": "a pin that finds meta already >= i commits nothing, so nothing is synced; "
+                       "the value may come from an unsynced apply (S6, M2)",
     "delete-prefix-no-meta": "delete-prefix commits its tombstones without the meta key (S4)",
     "lease-bumps-meta": "an HLC lease goes through the batch writer and bumps the meta key",
     "skip-effective-snap": "a skip reports effective = snap: entries are re-delivered (C4)",
@@ -228,7 +230,7 @@ class Store:
     def meta_stmt(index):
         return ("INSERT OR REPLACE INTO meta VALUES (?, ?)", (META_KEY, index.to_bytes(8, "big")))
 
-    def pin(self, index, monotonic=True, synced=True):
+    def pin(self, index, monotonic=True, synced=True, sync_noop=True):
         """set_durable_applied_index: synced whatever the mode; a no-op unless it raises."""
         upsert = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
         if monotonic:  # 8-byte big-endian blobs compare like the integers they hold
@@ -239,7 +241,7 @@ class Store:
         finally:
             self.sync("FULL" if self.synced else "OFF")
         changed = self.db.execute("SELECT changes()").fetchone()[0] > 0
-        if not changed and (synced or self.synced):
+        if not changed and (synced or self.synced) and sync_noop:
             # SQLite does not sync a transaction that wrote nothing, yet the value that made
             # this pin a no-op may come from an unsynced apply: make it durable (the WAL, and
             # the database file an unsynced checkpoint may have copied it to).
@@ -462,7 +464,8 @@ class Node:
             self.deferred_pin = max(self.deferred_pin, index)
             return True
         return self.store.pin(index, monotonic=self.bug != "pin-rewinds",
-                              synced=self.bug != "pin-unsynced")
+                              synced=self.bug != "pin-unsynced",
+                              sync_noop=self.bug != "pin-noop-nosync")
 
     # protocol ops ------------------------------------------------------------------------
     def last_applied_index(self):

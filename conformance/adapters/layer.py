@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from conformance.faults.crashfs import CrashFS
 
 T = TypeVar("T")
+# Said once per node in its log, where a failing power-loss case shows it.
+SYNC_CAVEAT = ("crash-simulating filesystem: fsync, fdatasync, O_SYNC/O_DSYNC writes, "
+               "RWF_DSYNC and msync count as syncs; sync() and syncfs() never reach a FUSE "
+               "filesystem, so a node that relies on them is judged as if it had not synced")
 LAYER_FAULTS = frozenset({"power_loss", "crash_points"})
 
 
@@ -54,6 +58,7 @@ class NodeLayer:
         self.fs = fs
         self._rng = random.Random(f"power:{seed}")
         self._note = note
+        self._caveat_noted = False
 
     @classmethod
     def mount(cls, base: Path, seed: int, note: Callable[[str], None], *,
@@ -86,6 +91,9 @@ class NodeLayer:
         seed = self._rng.randrange(1 << 32)
         report = self._call(lambda: self.fs.power_loss(mode, seed))
         self._note(str(report.get("summary", f"power loss ({mode})")))
+        if not self._caveat_noted:
+            self._caveat_noted = True
+            self._note(SYNC_CAVEAT)
 
     def arm(self, on: str, nth: int) -> None:
         self._call(lambda: self.fs.arm(on, nth))

@@ -182,6 +182,10 @@ class SimDisk(FaultInjector, Disk):
         self._inject("exists", path)
         return path in self._names or path in self._dirs
 
+    def _exists_quietly(self, path: str) -> bool:
+        path = normalize(path)
+        return path in self._names or path in self._dirs
+
     def listdir(self, path: str) -> list[str]:
         path = normalize(path)
         self._inject("listdir", path)
@@ -296,6 +300,45 @@ class SimDisk(FaultInjector, Disk):
         for inode in survivors.values():
             inode.sync()
         return report
+
+    def allowed_after_power_loss(self, mode: PowerLossMode | str) -> dict[str, list[bytes]]:
+        """Every outcome `power_loss(mode)` may have, without doing it (read-only).
+
+        Returns surviving path -> each content that path may hold afterwards (no
+        duplicates): KEEP_ALL the current names and contents; DROP_ALL the durable names
+        and contents; RANDOM_PREFIX the durable names, each with its durable content plus
+        any prefix (0..n) of its pending ops; TORN_LAST the durable names, each with all
+        pending ops but the last, plus a strict byte prefix of the last (a truncate kept
+        or dropped whole). Names sharing an inode settle together in `power_loss` (one
+        draw per inode); this per-path view does not express that coupling.
+        """
+        mode = PowerLossMode(mode)
+        survivors = self._names if mode is PowerLossMode.KEEP_ALL else self._durable_names
+        out: dict[str, list[bytes]] = {}
+        for name in sorted(survivors):
+            inode = survivors[name]
+            ops = inode.pending
+            content = inode.durable
+            options: list[bytes]
+            if mode is PowerLossMode.KEEP_ALL:
+                options = [bytes(inode.data)]
+            elif mode is PowerLossMode.DROP_ALL or not ops:
+                options = [content]
+            elif mode is PowerLossMode.RANDOM_PREFIX:
+                options = [content]
+                for op in ops:
+                    content = _apply(content, op)
+                    options.append(content)
+            else:  # TORN_LAST, as _settle draws it
+                for op in ops[:-1]:
+                    content = _apply(content, op)
+                last = ops[-1]
+                if isinstance(last, _Truncate):
+                    options = [content, _apply(content, last)]
+                else:
+                    options = [_apply(content, _torn(last, k)) for k in range(max(1, len(last.data)))]
+            out[name] = list(dict.fromkeys(options))
+        return out
 
     @staticmethod
     def _settle(

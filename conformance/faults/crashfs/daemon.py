@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                                "default_permissions": True}
     if args.allow_other:
         options["allow_other"] = True
+    # the kernel already applied the creating process's umask to the mode it passes on:
+    # the layer's own must not mask it again (a node asking for 0o666 under umask 0 gets it)
+    os.umask(0)
     try:
         _FUSE(ops, str(args.mount), **options)
     except RuntimeError as exc:

@@ -97,8 +97,10 @@ class Counters:
     truncates: int = 0
 
     def syncs(self) -> int:
-        """Every request that made data or names durable."""
-        return self.fsyncs + self.sync_writes + self.fsyncdirs
+        """Every request that made data or names durable. Not `sync_writes`: the kernel
+        follows each write through an O_SYNC / O_DSYNC handle with an fsync request (its
+        generic_write_sync), already counted in `fsyncs`."""
+        return self.fsyncs + self.fsyncdirs
 
     def as_dict(self) -> dict[str, int]:
         d = {k: int(v) for k, v in vars(self).items()}
@@ -144,6 +146,17 @@ class LossReport:
         if self.names_restored:
             parts.append("names back: " + ", ".join(self.names_restored))
         return "; ".join(parts)
+
+
+def open_backing(path: str, flags: int, mode: int = 0o777) -> int:
+    """Open a backing file; write-only becomes read-write, because the journal reads the
+    bytes a write replaces (the kernel already checked the node's own access mode)."""
+    if flags & os.O_ACCMODE == os.O_WRONLY:
+        try:
+            return os.open(path, (flags & ~os.O_ACCMODE) | os.O_RDWR, mode)
+        except PermissionError:
+            pass
+    return os.open(path, flags, mode)
 
 
 def _err(code: int, what: str) -> JournalError:
@@ -287,7 +300,9 @@ class Journal:
 
     # -- content ---------------------------------------------------------------------------------
 
-    def _push(self, ino: int, undo: _Undo) -> None:
+    def _push(self, fd: int, ino: int, undo: _Undo) -> None:
+        if os.fstat(fd).st_nlink == 0:
+            return  # no name left (an unlinked temp file): nothing a power loss brings back
         lim = self.limits
         if self._pending_ops + 1 > lim.pending_ops or \
                 self._undo_bytes + len(undo.old) > lim.undo_bytes:
@@ -307,7 +322,7 @@ class Journal:
                 raise _err(errno.EIO, self.frozen or "")
             size = os.fstat(fd).st_size
             old = os.pread(fd, min(len(data), size - offset), offset) if offset < size else b""
-            self._push(ino, _Undo("write", offset, len(data), size, old))
+            self._push(fd, ino, _Undo("write", offset, len(data), size, old))
             n = os.pwrite(fd, data, offset)
             self.counters.writes += 1
             self.counters.bytes_written += n
@@ -325,7 +340,7 @@ class Journal:
     def _truncate(self, fd: int, ino: int, size: int) -> None:
         cur = os.fstat(fd).st_size
         old = os.pread(fd, cur - size, size) if size < cur else b""
-        self._push(ino, _Undo("truncate", size, 0, cur, old))
+        self._push(fd, ino, _Undo("truncate", size, 0, cur, old))
         os.ftruncate(fd, size)
         self.counters.truncates += 1
 
@@ -341,7 +356,7 @@ class Journal:
                 if end > offset:
                     if self._gate("write", f"punch {end - offset} bytes at {offset}"):
                         raise _err(errno.EIO, self.frozen or "")
-                    self._push(ino, _Undo("write", offset, end - offset, size,
+                    self._push(fd, ino, _Undo("write", offset, end - offset, size,
                                           os.pread(fd, end - offset, offset)))
                     os.pwrite(fd, bytes(end - offset), offset)
             elif not mode & keep_size and offset + length > size:
@@ -384,7 +399,7 @@ class Journal:
                 if self._gate("create", rel):
                     raise _err(errno.EIO, self.frozen or "")
                 self._record(self._parent(rel))
-            fd = os.open(full, (flags | os.O_CREAT) & ~(os.O_APPEND | os.O_TRUNC), mode)
+            fd = open_backing(str(full), (flags | os.O_CREAT) & ~(os.O_APPEND | os.O_TRUNC), mode)
             try:
                 st = os.fstat(fd)
                 if not existed:
@@ -587,10 +602,14 @@ class Journal:
         """Path -> entry of everything a power loss leaves, from the root's durable table."""
         dir_path: dict[int, str] = {0: ""}
         for rel, st in self._walk_current():
-            if stat.S_ISDIR(st.st_mode) and st.st_ino in self._dir_keys:
-                key = self._dir_keys[st.st_ino]
+            if stat.S_ISDIR(st.st_mode):
+                # a key for every live directory now: scanning an unchanged parent below
+                # would otherwise give it a key missing from dir_path (its files lost)
+                key = self._dir_key(st.st_ino)
                 dir_path[key] = rel
-                self._dir_modes.setdefault(key, (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+                # metadata is durable at once: a live directory's mode and owner are its
+                # current ones (a chmod after its mkdir), not those recorded then
+                self._dir_modes[key] = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
         out: dict[str, Entry] = {}
         stack: list[tuple[str, int]] = [("", 0)]
         while stack:

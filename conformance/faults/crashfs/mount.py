@@ -51,7 +51,11 @@ def available() -> str | None:
         return "fusermount3 is missing (Debian: apt-get install fuse3)"
     try:
         import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "mfusepy":
+            return "the Python package mfusepy is not installed (pip install mfusepy)"
+        return f"mfusepy cannot load libfuse3 ({exc}); Debian: apt-get install fuse3"
+    except OSError as exc:
         return f"mfusepy cannot load libfuse3 ({exc}); Debian: apt-get install fuse3"
     return None
 

@@ -27,16 +27,19 @@ import os
 import signal
 import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import mfusepy
 
-from .journal import Journal, JournalError
+from .journal import Journal, JournalError, open_backing
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
 
 
 @dataclass
@@ -219,10 +222,21 @@ class CrashOps(mfusepy.Operations):
     def utimens(self, path: str, times: tuple[int, int] | None = None,
                 fh: int | None = None) -> None:
         try:
-            if fh:
-                os.utime(self._handle(fh).fd, ns=times)
+            target: int | str = self._handle(fh).fd if fh else self._full(path)
+            if times is not None and (UTIME_NOW in times or UTIME_OMIT in times):
+                # libfuse passes "now" and "leave as is" as the timespec {0, UTIME_NOW /
+                # UTIME_OMIT}, which mfusepy turns into that bare number of nanoseconds
+                st = os.stat(target, follow_symlinks=False) if isinstance(target, str) \
+                    else os.fstat(target)
+                now = time.time_ns()
+                a, m = (now if t == UTIME_NOW else old if t == UTIME_OMIT else t
+                        for t, old in zip(times, (st.st_atime_ns, st.st_mtime_ns), strict=True))
+                times = (a, m)
+            ns: dict[str, Any] = {} if times is None else {"ns": times}  # None: now
+            if isinstance(target, int):
+                os.utime(target, **ns)
             else:
-                os.utime(self._full(path), ns=times, follow_symlinks=False)
+                os.utime(target, follow_symlinks=False, **ns)
         except OSError as exc:
             raise _fail(exc) from None
 
@@ -230,9 +244,9 @@ class CrashOps(mfusepy.Operations):
 
     def open(self, path: str, flags: int) -> int:
         try:
-            fd = os.open(self._full(path),
-                         flags & ~(os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL
-                                   | os.O_SYNC | os.O_DSYNC | os.O_NOCTTY))
+            fd = open_backing(self._full(path),
+                              flags & ~(os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL
+                                        | os.O_SYNC | os.O_DSYNC | os.O_NOCTTY))
         except OSError as exc:
             raise _fail(exc) from None
         fh = self._add(fd, flags)
@@ -267,7 +281,7 @@ class CrashOps(mfusepy.Operations):
             self._call(lambda: self.j.truncate(h.fd, h.ino, length))
             return
         try:
-            fd = os.open(self._full(path), os.O_WRONLY)
+            fd = os.open(self._full(path), os.O_RDWR)  # the journal reads what it replaces
         except OSError as exc:
             raise _fail(exc) from None
         try:
