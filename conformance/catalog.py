@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,7 +62,8 @@ CAPABILITY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PACKAGED_NAME = "conformance/requirements.yaml"
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "requirements.md"
 
-_TOP_KEYS = frozenset({"version", "capabilities", "profiles", "requirements"})
+_TOP_KEYS = frozenset({"version", "capabilities", "harness_faults", "profiles", "requirements"})
+_REQUIRED_TOP_KEYS = frozenset({"version", "capabilities", "profiles", "requirements"})
 _REQ_KEYS = frozenset({"id", "area", "title", "level", "text", "capabilities", "source"})
 _REQ_OPTIONAL = frozenset({"without"})
 _SOURCE_KEYS = frozenset({"brief", "pr", "design", "peer_tests"})
@@ -118,6 +119,9 @@ class Catalog:
     capabilities: dict[str, str]
     profiles: tuple[Profile, ...]
     requirements: tuple[Requirement, ...]
+    # faults the harness injects (power_loss, crash_points): a requirement may need one, but
+    # they are the adapter's, never a node's, so they do not decide which profile it is in
+    harness_faults: dict[str, str] = field(default_factory=dict)
 
     def by_id(self, id: str) -> Requirement:
         for req in self.requirements:
@@ -143,9 +147,12 @@ class Catalog:
         return frozenset(caps)
 
     def for_profile(self, name: str) -> tuple[Requirement, ...]:
-        """Requirements whose needed capabilities all belong to the profile (cumulatively),
-        leaving out those that apply only to nodes without one of its capabilities."""
-        caps = self.profile_capabilities(name)
+        """Requirements whose needed node capabilities all belong to the profile
+        (cumulatively), leaving out those that apply only to nodes without one of its
+        capabilities. Harness faults do not count: a requirement that needs a power loss
+        binds every profile with its node capabilities, and is certified only where the
+        harness could inject one."""
+        caps = self.profile_capabilities(name) | self.harness_faults.keys()
         return tuple(r for r in self.requirements
                      if caps.issuperset(r.capabilities) and not caps.intersection(r.without))
 
@@ -350,10 +357,15 @@ def _parse(text: str, name: str) -> Catalog:
     except yaml.YAMLError as exc:  # pragma: no cover - compose() above fails first
         _fail(name, f"not valid YAML: {exc}")
     data = _mapping(raw, name, "the document")
-    _check_keys(data, _TOP_KEYS, _TOP_KEYS, name)
+    _check_keys(data, _TOP_KEYS, _REQUIRED_TOP_KEYS, name)
     if data["version"] != 1:
         _fail(name, f"unsupported version {data['version']!r} (expected 1)")
     caps = _parse_capabilities(data["capabilities"], name)
+    faults = (_parse_capabilities(data["harness_faults"], f"{name}: harness_faults")
+              if "harness_faults" in data else {})
+    clash = sorted(set(caps) & set(faults))
+    if clash:
+        _fail(f"{name}: harness_faults", f"{', '.join(clash)} declared as a node capability too")
     profiles = _parse_profiles(data["profiles"], name, caps)
     raw_reqs = data["requirements"]
     if not isinstance(raw_reqs, list) or not raw_reqs:
@@ -361,12 +373,13 @@ def _parse(text: str, name: str) -> Catalog:
     reqs: list[Requirement] = []
     seen: set[str] = set()
     for index, item in enumerate(raw_reqs):
-        req = _parse_requirement(item, index, name, caps)
+        req = _parse_requirement(item, index, name, {**caps, **faults})
         if req.id in seen:
             _fail(f"{name}: requirement {req.id}", "duplicate id")
         seen.add(req.id)
         reqs.append(req)
-    return Catalog(version=1, capabilities=caps, profiles=profiles, requirements=tuple(reqs))
+    return Catalog(version=1, capabilities=caps, profiles=profiles, requirements=tuple(reqs),
+                   harness_faults=faults)
 
 
 def load_catalog(path: Path | None = None) -> Catalog:
@@ -456,20 +469,23 @@ def render_markdown(catalog: Catalog) -> str:
     ]
     for cap, desc in catalog.capabilities.items():
         out.append(f"| `{cap}` | {_cell(desc)} |")
-    in_profiles = {c for p in catalog.profiles for c in p.capabilities}
-    harness_only = [c for c in catalog.capabilities if c not in in_profiles]
+    if catalog.harness_faults:
+        out += ["", "Harness faults: the adapter provides them, not the node.", "",
+                "| Fault | Meaning |", "|---|---|"]
+        out += [f"| `{f}` | {_cell(d)} |" for f, d in catalog.harness_faults.items()]
     out += ["", "## Profiles", ""]
     out.append(
         "Each profile builds on the previous one. A profile covers the requirements whose"
-        " needs are all within its cumulative capabilities."
+        " node needs are all within its cumulative capabilities; a harness fault a"
+        " requirement needs (" + ", ".join(f"`{f}`" for f in catalog.harness_faults)
+        + ") does not decide its profile. A profile is certified when the node advertises all"
+        " of its capabilities and every MUST requirement it covers passed: none failed, none"
+        " only not applicable, none without a case. A case that needs a harness fault the"
+        " adapter cannot inject is not applicable; when the node had everything else the case"
+        " needs, the harness left the requirements it cites untested, and no profile with one"
+        " of them among its MUST requirements is certified: the report names the fault, the"
+        " adapter's reason and the requirements."
     )
-    if harness_only:
-        out.append(
-            "Capabilities in no profile ("
-            + ", ".join(f"`{c}`" for c in harness_only)
-            + ") are harness capabilities: their requirements run whenever the harness"
-            " provides them."
-        )
     out += [
         "",
         "| Profile | Adds | Cumulative capabilities | Requirements | MUST |",

@@ -130,25 +130,30 @@ def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, comm
     results = run_all(cases, impl, args.seed, expected, progress, args.differential)
     progress.done()
     duration = time.monotonic() - t0
-    identity, advertised = _identity(results, impl)
+    identity, advertised, unavailable = _identity(results, impl)
     info = RunInfo(implementation=identity, adapter=impl.name,
                    protocol_version=PROTOCOL_VERSION, capabilities=sorted(advertised),
                    profile=args.profile, seed=args.seed, started=started_wall,
-                   duration_s=round(duration, 3), command=command, harness_version=__version__)
+                   duration_s=round(duration, 3), command=command, harness_version=__version__,
+                   unavailable_faults=unavailable)
     paths = write_report(results, catalog, info, args.out)
     return _summarize(results, catalog, advertised, args.profile, duration, paths)
 
 
-def _identity(results: list[CaseResult], impl: Implementation) -> tuple[dict[str, str], set[str]]:
-    """The implementation's identity and capabilities, as it announced them in hello."""
+def _identity(results: list[CaseResult], impl: Implementation
+              ) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """The implementation's identity and capabilities, as it announced them in hello (with the
+    harness faults the adapter can inject), and the faults it cannot, with its reasons."""
     probe_case = results[0].case if results else None
     if probe_case is None:
-        return {"name": impl.name}, set()
+        return {"name": impl.name}, set(), {}
     adapter = impl.factory(probe_case)
     try:
         hello = adapter.start("synced")
+        unavailable = adapter.unavailable_faults()
         return ({str(k): str(v) for k, v in hello.implementation.items()},
-                set(hello.capabilities) | set(adapter.fault_capabilities))
+                set(hello.capabilities) | (set(adapter.fault_capabilities) - set(unavailable)),
+                unavailable)
     finally:
         adapter.close()
 
@@ -169,7 +174,8 @@ def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str]
     print("\nProfiles:")
     for v in verdicts:
         mark = "CERTIFIED" if v.certified else "not certified"
-        why = "" if v.certified else f" ({'; '.join(v.reasons[:2])})"
+        # the untested-fault reasons come first and are always shown whole
+        why = "" if v.certified else f" ({'; '.join(v.reasons[:len(v.untested_faults) + 2])})"
         print(f"  {v.profile:<22} {mark}{why}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"\n{summary} in {duration:.2f}s; report: {paths.markdown} (also report.json, "

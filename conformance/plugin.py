@@ -135,11 +135,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     adapter = impl.factory(results[0].case)
     try:
         hello = adapter.start("synced")
-        advertised = set(hello.capabilities) | set(adapter.fault_capabilities)
+        advertised = set(hello.capabilities) | (set(adapter.fault_capabilities)
+                                                 - set(adapter.unavailable_faults()))
     finally:
         adapter.close()
     terminalreporter.section("conformance profiles")
     for v in profile_verdicts(results, load_catalog(), advertised):
         mark = "CERTIFIED" if v.certified else "not certified"
-        why = "" if v.certified else f" ({'; '.join(v.reasons[:2])})"
+        # the untested-fault reasons come first and are always shown whole
+        why = "" if v.certified else f" ({'; '.join(v.reasons[:len(v.untested_faults) + 2])})"
         terminalreporter.write_line(f"{v.profile:<22} {mark}{why}")

@@ -44,7 +44,8 @@ class _State:
 
 
 def missing_capabilities(case: Case, hello: Hello, adapter: Adapter) -> list[str]:
-    have = set(hello.capabilities) | set(adapter.fault_capabilities)
+    have = set(hello.capabilities) | (set(adapter.fault_capabilities)
+                                      - set(adapter.unavailable_faults()))
     needs = set(case.capabilities)
     if case.durability == "unsynced":
         needs.add("unsynced_mode")
@@ -73,9 +74,7 @@ class CaseRunner:
         try:
             missing = self.begin()
             if missing:
-                return CaseResult(self.case, "not_applicable", time.monotonic() - start, 0,
-                                  reason="needs " + ", ".join(missing) + f"; {self._who()} "
-                                  "does not have it")
+                return self._not_applicable(missing, start)
             for step in self.case.steps:
                 self.execute(step)
             self.finish()
@@ -115,6 +114,16 @@ class CaseRunner:
         return CaseResult(self.case, "failed", time.monotonic() - start, self.steps_run,
                           failure=failure,
                           violations=[failure.requirement] if failure.requirement else [])
+
+    def _not_applicable(self, missing: list[str], start: float) -> CaseResult:
+        """Name what was missing: a harness fault the adapter could not inject (and why), or
+        what the node lacks; the report holds the former against the verdict."""
+        faults = {f: why for f, why in self.adapter.unavailable_faults().items() if f in missing}
+        node = [m for m in missing if m not in faults]
+        why = [f"needs {', '.join(node)}; {self._who()} does not have it"] if node else []
+        why += [f"needs {f}: the harness could not inject it here: {r}" for f, r in faults.items()]
+        return CaseResult(self.case, "not_applicable", time.monotonic() - start, 0,
+                          reason="; ".join(why), unavailable_faults=faults)
 
     def _who(self) -> str:
         return self.adapter.describe()
@@ -412,6 +421,12 @@ class CaseRunner:
             self.s.armed_crash = args["name"]
         else:
             self.s.armed_error = args["name"]
+
+    def _step_crash_point(self, args: dict[str, Any]) -> None:
+        """Arm a crash point under the node: a request during which it fires gets no reply,
+        as with a crash failpoint (the operation did not happen, everything before did)."""
+        self.adapter.arm_crash_point(args["on"], args.get("nth", 1))
+        self.s.armed_crash = f"crash_point:{args['on']}#{args.get('nth', 1)}"
 
     def _step_tamper(self, args: dict[str, Any]) -> None:
         ex = self._request("tamper", args, kind=args["kind"])

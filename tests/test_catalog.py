@@ -112,15 +112,28 @@ def test_ids_are_numbered_in_order_within_each_area(catalog: Catalog) -> None:
         assert numbers, f"area {prefix} has no requirement"
 
 
+HARNESS_FAULTS = ("power_loss", "crash_points")
+
+
 def test_capabilities_and_profiles_are_the_agreed_ones(catalog: Catalog) -> None:
-    assert tuple(catalog.capabilities) == CAPABILITIES
+    assert tuple(catalog.capabilities) == tuple(c for c in CAPABILITIES
+                                                if c not in HARNESS_FAULTS)
+    assert tuple(catalog.harness_faults) == HARNESS_FAULTS
     assert tuple(p.name for p in catalog.profiles) == PROFILES
     assert catalog.profile_capabilities("baseline") == frozenset()
     assert catalog.profile_capabilities("pinned") == {"writer"}
     assert catalog.profile_capabilities("skip") == {"writer", "reader", "header_applier"}
-    assert catalog.profile_capabilities("complete-restore-pin") == set(CAPABILITIES) - {
-        "power_loss"
-    }
+    assert catalog.profile_capabilities("complete-restore-pin") == set(catalog.capabilities)
+
+
+def test_power_loss_requirements_bind_the_profiles_of_their_node_capabilities(
+        catalog: Catalog) -> None:
+    """A harness fault never takes a requirement out of every profile: the durability
+    requirements are certified only where a power loss could be injected."""
+    baseline = {r.id for r in catalog.for_profile("baseline")}
+    assert {"DM-001", "XR-003"} <= baseline
+    complete = {r.id for r in catalog.for_profile("complete")}
+    assert {"DM-002", "DM-004", "DM-005", "ST-005"} <= complete
 
 
 def test_profiles_are_cumulative(catalog: Catalog) -> None:
@@ -135,7 +148,7 @@ def test_profiles_are_cumulative(catalog: Catalog) -> None:
         assert set(previous) - dropped <= covered, name
         previous = tuple(sorted(covered))
         for req in catalog.for_profile(name):
-            assert set(req.capabilities) <= caps
+            assert set(req.capabilities) - set(catalog.harness_faults) <= caps
             assert not caps.intersection(req.without)
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 
 from conformance.cases import Case, CaseResult, Failure, Location, Status, Step
 from conformance.catalog import Catalog, Profile, Requirement, Source, load_catalog
+from conformance.impls import resolve
 from conformance.report import (
     RunInfo,
     profile_verdicts,
@@ -452,3 +456,202 @@ def test_error_case_and_long_node_log(tmp_path: Path) -> None:
     assert data["requirements"][[r["id"] for r in data["requirements"]].index("ST-001")][
         "status"
     ] == "failed"
+
+
+# --------------------------------------------------------------------------- untested faults
+
+REPO = Path(__file__).resolve().parents[1]
+NO_POWER = "the test adapter cannot simulate a power loss"
+
+
+def power_case(cid: str, reqs: tuple[str, ...], **kw: Any) -> Case:
+    return make_case(cid, reqs, caps=("power_loss", *kw.pop("caps", ())), **kw)
+
+
+def not_injected(case: Case, reason: str = NO_POWER) -> CaseResult:
+    """Not applicable only because the harness could not inject a power loss (the runner's
+    result for such a case)."""
+    return make_result(case, "not_applicable",
+                       reason=f"needs power_loss: the harness could not inject it here: {reason}",
+                       unavailable_faults={"power_loss": reason})
+
+
+def test_must_requirement_left_untested_by_an_uninjectable_fault_blocks_the_profile() -> None:
+    # ST-001 passed on a process-kill case; a power-loss case citing it too could not run
+    results = [*all_passing(), not_injected(power_case("st-power", ("ST-001", "ST-002"),
+                                                       suite="store"))]
+    verdicts = {v.name: v for v in profile_verdicts(results, small_catalog(),
+                                                    ["reader", "writer"])}
+    assert requirement_status(results, small_catalog())["ST-001"].status == "passed"
+    for v in verdicts.values():  # ST-001 and ST-002 bind every profile
+        assert not v.certified
+        assert v.failed == () and v.not_applicable == () and v.untested == ()
+        # one reason per fault, not one per requirement, and it comes first
+        assert v.reasons == (
+            "durability under power loss could not be tested: the test adapter cannot simulate"
+            " a power loss (requirements ST-001, ST-002)",
+        )
+        assert v.untested_faults["power_loss"].reason == NO_POWER
+        assert v.untested_faults["power_loss"].requirements == ("ST-001", "ST-002")
+        assert v.to_dict()["untested_faults"] == {
+            "power_loss": {"reason": NO_POWER, "requirements": ["ST-001", "ST-002"]}}
+
+
+def test_only_the_profiles_requirements_are_named_and_reasons_come_first() -> None:
+    results = [*all_passing(), not_injected(power_case("sp-power", ("SP-001",), caps=("writer",))),
+               make_result(make_case("st-bad", ("ST-002",), suite="store"), "failed")]
+    verdicts = {v.name: v for v in profile_verdicts(results, small_catalog(), ["writer"])}
+    assert verdicts["baseline"].untested_faults == {}  # SP-001 is not a baseline requirement
+    assert verdicts["baseline"].reasons == ("requirement ST-002 failed by case st-bad",)
+    skip = verdicts["skip"]
+    assert skip.reasons[0].startswith("durability under power loss could not be tested: ")
+    assert skip.reasons[0].endswith(" (requirement SP-001)")
+    assert skip.reasons[1:] == ("missing capability reader",
+                                "requirement ST-002 failed by case st-bad")
+
+
+def test_a_requirement_whose_only_case_needed_the_fault_is_said_once() -> None:
+    # CS-001's only case is the power-loss one: no "had no case run" beside the fault reason
+    results = [make_result(make_case("st-1", ("ST-001", "ST-002"), suite="store"), "passed"),
+               make_result(make_case("sp-1", ("SP-001",), caps=("writer",)), "passed"),
+               not_injected(power_case("cs-power", ("CS-001",), caps=("reader",),
+                                       suite="cold_start"))]
+    skip = profile_verdicts(results, small_catalog(), ["reader", "writer"])[-1]
+    assert skip.not_applicable == ("CS-001",)
+    assert skip.reasons == ("durability under power loss could not be tested: the test adapter"
+                            " cannot simulate a power loss (requirement CS-001)",)
+
+
+def test_one_reason_per_fault() -> None:
+    kill = make_case("st-kill", ("ST-001",), suite="store", caps=("process_kill",))
+    results = [*all_passing(),
+               not_injected(power_case("st-power", ("ST-001", "ST-002"), suite="store")),
+               make_result(kill, "not_applicable", reason="needs process_kill: ...",
+                           unavailable_faults={"process_kill": "no signals here"})]
+    v = profile_verdicts(results, small_catalog(), ["reader", "writer"])[0]
+    assert list(v.untested_faults) == ["power_loss", "process_kill"]
+    assert v.reasons == (
+        f"durability under power loss could not be tested: {NO_POWER} (requirements ST-001,"
+        " ST-002)",
+        "behaviour after a process kill could not be tested: no signals here (requirement"
+        " ST-001)",
+    )
+
+
+@pytest.mark.parametrize("node_lacks", ["capability", "unsynced_mode", "without"])
+def test_a_case_the_node_could_not_run_anyway_does_not_count(node_lacks: str) -> None:
+    """The power-loss case also needs something the node does not have (or must not have):
+    it says nothing about what the harness left untested."""
+    if node_lacks == "capability":
+        case = power_case("st-power", ("ST-001",), caps=("failpoints",), suite="store")
+    elif node_lacks == "unsynced_mode":
+        case = replace(power_case("st-power", ("ST-001",), suite="store"), durability="unsynced")
+    else:
+        case = replace(power_case("st-power", ("ST-001",), suite="store"), without=("writer",))
+    results = [*all_passing(), not_injected(case)]
+    for v in profile_verdicts(results, small_catalog(), ["reader", "writer"]):
+        assert v.certified, v.reasons
+        assert v.untested_faults == {}
+
+
+def test_report_files_name_the_unavailable_fault(tmp_path: Path) -> None:
+    results = [*all_passing(), not_injected(power_case("st-power", ("ST-001",), suite="store"))]
+    run = replace(info(), unavailable_faults={"power_loss": NO_POWER})
+    paths = write_report(results, small_catalog(), run, tmp_path)
+    data = json.loads(paths.json.read_text(encoding="utf-8"))
+    assert data["info"]["unavailable_faults"] == {"power_loss": NO_POWER}
+    assert data["summary"]["certified_profiles"] == []
+    skip = next(p for p in data["profiles"] if p["name"] == "skip")
+    assert skip["untested_faults"] == {"power_loss": {"reason": NO_POWER,
+                                                      "requirements": ["ST-001"]}}
+    md = paths.markdown.read_text(encoding="utf-8")
+    header = md[:md.index("## Verdict")]
+    assert f"**Harness faults not available**: `power_loss` ({NO_POWER})" in header
+    assert "**NOT CERTIFIED** for the claimed profile `skip`" in md
+    assert ("- durability under power loss could not be tested: the test adapter cannot"
+            " simulate a power loss (requirement ST-001)") in md
+    # a run without the field (e.g. the mutation run) still names it, from the cases
+    data = json.loads(write_report(results, small_catalog(), info(), tmp_path / "b")
+                      .json.read_text(encoding="utf-8"))
+    assert data["info"]["unavailable_faults"] == {"power_loss": NO_POWER}
+
+
+def test_runner_says_the_harness_could_not_inject_the_fault(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even an adapter class that can inject the fault elsewhere: unavailable_faults decides."""
+    from conformance.adapters.inprocess import InProcessAdapter
+    from conformance.loader import load_suites
+    from conformance.runner import run_case
+
+    monkeypatch.setattr(InProcessAdapter, "unavailable_faults",
+                        lambda self: {"power_loss": NO_POWER})
+    cases = {c.id: c for s in load_suites([REPO / "suites"]) for c in s.cases}
+    impl = resolve("reference")
+    res = run_case(cases["dm-synced-batches-survive-power-loss-drop-all"], impl.factory)
+    assert res.status == "not_applicable"
+    assert res.unavailable_faults == {"power_loss": NO_POWER}
+    assert res.reason == f"needs power_loss: the harness could not inject it here: {NO_POWER}"
+    # a case that lacks a node capability too says both, and which is which
+    pinned = resolve("reference", profile_capabilities=load_catalog().profile_capabilities(
+        "pinned"))  # no reader, no header applier
+    res = run_case(cases["co-after-pin-local-synced-power"], pinned.factory)
+    assert res.status == "not_applicable" and res.unavailable_faults == {"power_loss": NO_POWER}
+    assert res.reason.startswith("needs header_applier, reader; in-process reference does not"
+                                 " have it; ")
+    assert res.reason.endswith(f"; needs power_loss: the harness could not inject it here: "
+                               f"{NO_POWER}")
+    # a case needing no fault the adapter lacks runs as before
+    assert run_case(cases["xr-kill-at-several-points-synced"], impl.factory).status == "passed"
+
+
+@pytest.mark.slow
+def test_sqlite_node_through_an_adapter_without_power_loss_is_not_certified(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: `skip` is not certified, because the power-loss cases citing its MUST
+    requirements could not run, whatever the process-kill cases citing them too say. The
+    unavailability is forced, so the test holds where the process adapter can inject a power
+    loss (the crash-simulating filesystem) as well as where it cannot."""
+    from conformance.adapters.process import ProcessAdapter
+    from conformance.cli import main
+
+    reason = "forced for the test: no crash-simulating filesystem"
+    monkeypatch.setattr(ProcessAdapter, "unavailable_faults",
+                        lambda self: {"power_loss": reason})
+    impl = " ".join([shlex.quote(sys.executable), shlex.quote(str(REPO / "examples" /
+                                                                  "sqlite_node.py")),
+                     "--data-dir", "{data_dir}"])
+    out = tmp_path / "report"
+    assert main(["certify", "--impl", impl, "--profile", "skip", "--out", str(out)]) == 1
+    data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert data["info"]["unavailable_faults"] == {"power_loss": reason}
+    skip = next(p for p in data["profiles"] if p["name"] == "skip")
+    assert not skip["certified"]
+    assert list(skip["untested_faults"]) == ["power_loss"]
+    assert skip["untested_faults"]["power_loss"]["reason"] == reason
+    assert {"SP-002", "SP-005", "ST-012"} <= set(skip["untested_faults"]["power_loss"]
+                                                 ["requirements"])
+    assert skip["reasons"][0].startswith(  # first: never cut off in a summary
+        f"durability under power loss could not be tested: {reason} (requirements ")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f"`power_loss` ({reason})" in md[:md.index("## Verdict")]
+    assert "**NOT CERTIFIED** for the claimed profile `skip`" in md
+    assert f"- {skip['reasons'][0]}" in md
+    printed = capsys.readouterr().out
+    assert f"skip                   not certified ({skip['reasons'][0]}" in printed
+
+
+def test_reference_in_process_is_certified_for_every_profile(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    assert main(["certify", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert data["summary"]["certified_profiles"] == [p.name for p in load_catalog().profiles]
+    assert "power_loss" not in data["info"]["unavailable_faults"]  # the simulated disk
+    assert all(p["untested_faults"] == {} for p in data["profiles"])
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert all(f"| `{p.name}` | certified |" in md for p in load_catalog().profiles)
+    assert "could not be tested" not in md
+    printed = capsys.readouterr().out
+    assert all(f"{p.name:<22} CERTIFIED" in printed for p in load_catalog().profiles)
