@@ -25,6 +25,7 @@ INVARIANTS = (
     "meta_monotonic",        # the durable applied index never went backwards in this lifetime
     "hlc_ceiling",           # the HLC ceiling is >= what the protocol guarantees, and monotonic
     "no_cold_start_event",   # no cold_start event since the last open request (C5)
+    "no_extra_sync",         # an indexed data apply costs no more syncs than a direct write
 )
 CRASH_POINTS = ("before_pin", "after_pin", "after_save", "mid_restore", "after_batch_commit")
 ERROR_POINTS = ("pin", "reader")
@@ -33,7 +34,7 @@ TAMPER_KINDS = ("torn_meta", "truncate_snapshot", "flip_body_byte", "wrong_token
 POWER_LOSS_MODES = ("drop_all", "random_prefix", "torn_last")
 CAPABILITIES = ("reader", "writer", "header_applier", "unsynced_mode", "failpoints",
                 "tamper_hooks", "install_snapshot", "pin_after_restore", "power_loss",
-                "crash_points")
+                "crash_points", "sync_accounting")
 # Operations a crash point of the crash-simulating filesystem counts (conformance/faults/crashfs)
 CRASH_POINT_OPS = ("write", "fsync", "fsyncdir", "rename", "create", "unlink", "truncate")
 # Error codes a reply can carry (docs/protocol.md, "Error codes"); `expect_error` names one.
@@ -133,3 +134,6 @@ class CaseResult:
     # for not_applicable: the harness faults (e.g. power_loss) the case needed and the adapter
     # could not inject here, with the adapter's reason; empty when the node lacked something
     unavailable_faults: dict[str, str] = field(default_factory=dict)
+    # syncs the node made per kind of request, [requests, syncs] (conformance/syncs.py);
+    # empty when no layer under the node counted them
+    syncs: dict[str, list[int]] = field(default_factory=dict)

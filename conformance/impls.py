@@ -80,7 +80,7 @@ def needs_layer(case: Case) -> bool:
     CONFORMANCE_LAYER=all puts it under every case (to measure or debug the layer)."""
     if os.environ.get("CONFORMANCE_LAYER") == "all":
         return True
-    return bool({"power_loss", "crash_points"} & set(case.capabilities))
+    return bool({"power_loss", "crash_points", "sync_accounting"} & set(case.capabilities))
 
 
 class ImplementationUnavailable(ValueError):

@@ -588,6 +588,11 @@ def _catalog_ids(catalog: CatalogLike) -> list[str]:
 def _step_needs(kind: str, args: Mapping[str, Any]) -> str | None:
     if kind == "crash":
         return "power_loss" if args.get("mode") == "power" else None
+    if kind == "check":
+        invariants = args.get("invariants")
+        if isinstance(invariants, list) and "no_extra_sync" in invariants:
+            return "sync_accounting"
+        return None
     return STEP_CAPABILITY.get(kind)
 
 

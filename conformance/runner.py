@@ -19,7 +19,10 @@ from reference_impl.errors import NodeError
 
 from .adapters.base import Adapter, AdapterError, Exchange, Hello
 from .cases import Case, CaseResult, Failure, Step
+from .matching import FIELD_REQUIREMENTS, matches
 from .oracle import Oracle, Violation
+from .syncs import SyncLedger, category
+from .traffic import generate
 
 
 class StepFailed(Exception):
@@ -66,6 +69,9 @@ class CaseRunner:
         self.steps_run = 0
         # Every exchange, summarized, for differential mode (compare with the reference).
         self.trace: list[dict[str, Any]] = []
+        # Syncs per kind of request, where a layer under the node counts them (syncs.py).
+        self.syncs = SyncLedger()
+        self._counting = False
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -82,7 +88,8 @@ class CaseRunner:
             return self._failed(exc.failure, start)
         except AdapterError as exc:
             return self._failed(Failure(f"{type(exc).__name__}: {exc}", step=self.step), start)
-        return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run)
+        return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run,
+                          syncs=self.syncs.as_dict())
 
     # The three phases of `run`, public so that one long-lived runner can be driven a step
     # at a time (conformance/explore.py builds each step as it goes).
@@ -91,6 +98,7 @@ class CaseRunner:
         """Start the node and the oracle; return what the node lacks for the case ([] when
         the case applies; then the oracle is ready)."""
         hello = self._start_or_probe()
+        self._counting = self.adapter.sync_counters() is not None
         missing = missing_capabilities(self.case, hello, self.adapter)
         if not missing:
             self.oracle = Oracle(hello.capabilities, self.case.durability)
@@ -112,7 +120,7 @@ class CaseRunner:
             failure.step = self.step
         failure.logs = self.adapter.logs()
         return CaseResult(self.case, "failed", time.monotonic() - start, self.steps_run,
-                          failure=failure,
+                          failure=failure, syncs=self.syncs.as_dict(),
                           violations=[failure.requirement] if failure.requirement else [])
 
     def _not_applicable(self, missing: list[str], start: float) -> CaseResult:
@@ -176,7 +184,13 @@ class CaseRunner:
         if not self.s.alive:
             raise self._fail(f"{op}: the node is not running; add a restart step first",
                              requirement=self._case_req())
+        cat = category(op, fields, self.case.durability) if self._counting else None
+        before = self.adapter.sync_counters() if cat else None
         ex = self.adapter.request(op, **fields)
+        if cat and before is not None and ex.reply is not None and ex.reply.get("ok") is True:
+            after = self.adapter.sync_counters()
+            if after is not None:
+                self.syncs.record(cat, int(after["syncs"]) - int(before["syncs"]))
         self.trace.append(summarize(self.step, ex))
         if ex.reply is None:
             self.s.alive = self.s.open = False
@@ -223,7 +237,7 @@ class CaseRunner:
     def _match(self, expect: dict[str, Any], result: dict[str, Any], ex: Exchange) -> None:
         for key, matcher in expect.items():
             got = result.get(key)
-            ok, what = _matches(got, matcher)
+            ok, what = matches(got, matcher)
             if not ok:
                 raise self._fail(f"{ex.request['op']}: {key} = {got!r}", ex, f"{key} {what}",
                                  self._blame(str(ex.request["op"]), key))
@@ -232,7 +246,7 @@ class CaseRunner:
         """The requirement an unexpected field value violates: the first one the case cites
         (in the case's order: authors put the main one first) among those that govern that
         field, else the case's first requirement."""
-        governing = _FIELD_REQUIREMENTS.get((op, field), ())
+        governing = FIELD_REQUIREMENTS.get((op, field), ())
         for rid in self.case.requirements:
             if rid in governing:
                 return rid
@@ -491,10 +505,25 @@ class CaseRunner:
                 self._step_hlc({})
             elif name == "meta_monotonic":
                 self._step_last_applied_index({})
+            elif name == "no_extra_sync":
+                self._check_sync_cost()
             elif name in ("p5_pairs", "no_cold_start_event"):
                 pass  # judged at every open; naming them documents the case's intent
             else:
                 raise self._fail(f"unknown invariant {name!r}")
+
+    def _check_sync_cost(self) -> None:
+        """ST-006: the latest indexed data apply cost no more syncs than the latest direct
+        write (index 0, which records no meta key) in this case."""
+        direct = self.syncs.last.get("direct write (index 0)")
+        indexed = self.syncs.last.get(f"apply, {self.case.durability} mode")
+        if direct is None or indexed is None:
+            raise self._fail("no_extra_sync: needs a direct write and an indexed data apply "
+                             "before it, both counted (capability sync_accounting)")
+        if indexed > direct:
+            raise self._fail(f"ST-006: an indexed data apply cost {indexed} sync(s), a direct "
+                             f"write of the same kind {direct}", None,
+                             f"<= {direct}: recording the meta key adds no sync", "ST-006")
 
     def _check_state(self) -> None:
         if not self.s.open:
@@ -516,24 +545,6 @@ class CaseRunner:
             self._check_state()
 
 
-# Which requirements govern a reply field (for blaming an unexpected value in an `expect`);
-# a field not listed is blamed on the case's first requirement.
-_FIELD_REQUIREMENTS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("open", "outcome"): ("CS-001", "CS-002", "CS-003", "CS-004", "CS-005", "ST-002", "DM-005"),
-    ("open", "reason"): ("ST-001", "ST-002", "ST-003", "CS-003", "CS-004", "CS-005", "CS-008"),
-    ("open", "effective"): ("CS-006", "CS-007", "XR-004"),
-    ("open", "last_applied"): ("CS-006", "CS-007"),
-    ("open", "gap"): ("CS-008",),
-    ("open", "have"): ("ST-001", "ST-002", "ST-004", "CO-001", "CO-002", "DM-001", "DM-002",
-                       "DM-003", "DM-004", "SP-001", "SP-002", "SP-005", "CS-010"),
-    ("open", "snap"): ("CO-001", "SP-001", "SP-002", "SP-003", "CO-004"),
-    ("open", "compacted"): ("CO-004", "SP-003"),
-    ("hlc", "ceiling"): ("HV-001", "HV-006", "EN-007"),
-    ("hlc", "cutover"): ("HV-001", "HV-006"),
-    ("snapshot_persist", "pinned"): ("SP-001", "SP-002", "SP-004"),
-}
-
-
 def summarize(step: Step | None, ex: Exchange) -> dict[str, Any]:
     """An exchange as differential mode compares it: no ids, handles or messages."""
     out: dict[str, Any] = {"step": step.index if step else None, "op": ex.request.get("op")}
@@ -547,75 +558,6 @@ def summarize(step: Step | None, ex: Exchange) -> dict[str, Any]:
         err = ex.reply.get("error") or {}
         out["reply"] = {"ok": False, "code": err.get("code"), "kind": err.get("kind")}
     return out
-
-
-def _matches(got: Any, matcher: Any) -> tuple[bool, str]:
-    if isinstance(matcher, dict) and len(matcher) == 1:
-        (op, want), = matcher.items()
-        if op in (">=", "<=", ">", "<"):
-            if not isinstance(got, int | float):
-                return False, f"{op} {want}"
-            ok = {">=": got >= want, "<=": got <= want, ">": got > want, "<": got < want}[op]
-            return ok, f"{op} {want}"
-        if op == "!=":
-            return got != want, f"!= {want!r}"
-        if op == "in":
-            return got in want, f"in {want!r}"
-    if isinstance(matcher, list) and isinstance(got, list):
-        return [list(x) if isinstance(x, tuple) else x for x in got] == matcher, f"== {matcher!r}"
-    return got == matcher, f"== {matcher!r}"
-
-
-def generate(spec: dict[str, Any], rng: random.Random, start: int) -> Iterator[dict[str, Any]]:
-    """Entry generators for suites: deterministic from the case seed."""
-    kind, count = spec["kind"], int(spec["count"])
-    for i in range(count):
-        ts = start + i + 1
-        if kind == "add":
-            yield {"kind": "raw", "ts": ts,
-                   "ops": [{"op": "add", "key": spec.get("key", "n"),
-                            "delta": spec.get("delta", 1)}]}
-        elif kind == "put":
-            key = f"{spec.get('key_prefix', 'k/')}{i}"
-            yield {"kind": "raw", "ts": ts,
-                   "ops": [{"op": "put", "key": key, "value": _put_value(spec, ts)}]}
-        elif kind == "lease":
-            yield {"kind": "hlc_lease",
-                   "ceiling": spec.get("ceiling_start", 1000) + i * spec.get("ceiling_step", 100)}
-        elif kind == "noop":
-            yield {"kind": "noop"}
-        else:
-            yield _mixed(rng, ts)
-
-
-def _put_value(spec: dict[str, Any], ts: int) -> str:
-    """The `put` generator's value; with `value_bytes`, exactly that many UTF-8 bytes:
-    `value` (default "v") repeated as many whole times as fit, padded with "v"."""
-    if "value_bytes" not in spec:
-        return str(spec.get("value", f"v{ts}"))
-    size, unit = int(spec["value_bytes"]), str(spec.get("value") or "v")
-    value = unit * (size // len(unit.encode()))
-    return value + "v" * (size - len(value.encode()))
-
-
-def _mixed(rng: random.Random, ts: int) -> dict[str, Any]:
-    keys = ["a/1", "a/2", "b/1", "n"]
-    roll = rng.random()
-    if roll < 0.45:
-        return {"kind": "raw", "ts": ts, "ops": [{"op": "add", "key": "n", "delta": 1},
-                                                 {"op": "put", "key": rng.choice(keys[:3]),
-                                                  "value": f"v{ts}"}]}
-    if roll < 0.6:
-        return {"kind": "txn", "start_ts": max(0, ts - rng.randint(1, 4)), "commit_ts": ts,
-                "ops": [{"op": "put", "key": rng.choice(keys), "value": f"t{ts}"}]}
-    if roll < 0.7:
-        return {"kind": "delete_prefix", "prefix": "a/", "exclude": rng.choice([None, "a/1"]),
-                "ts": ts}
-    if roll < 0.85:
-        return {"kind": "hlc_lease", "ceiling": ts * 10}
-    if roll < 0.92:
-        return {"kind": "control", "opcode": "cutover", "value": ts}
-    return {"kind": "noop"}
 
 
 def run_case(case: Case, factory: AdapterFactory, seed: int = 0) -> CaseResult:

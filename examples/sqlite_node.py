@@ -52,6 +52,7 @@ BUGS = {
     "pin-noop-nosync": "a pin that finds meta already >= i commits nothing, so nothing is synced; "
                        "the value may come from an unsynced apply (S6, M2)",
     "delete-prefix-no-meta": "delete-prefix commits its tombstones without the meta key (S4)",
+    "meta-extra-sync": "every batch that records the meta key is followed by an extra fsync (S2)",
     "lease-bumps-meta": "an HLC lease goes through the batch writer and bumps the meta key",
     "skip-effective-snap": "a skip reports effective = snap: entries are re-delivered (C4)",
     "skip-off-by-one": "the gate skips when have == snap - 1 (C1)",
@@ -352,6 +353,8 @@ class Node:
         if index > 0 and meta:
             stmts.append(Store.meta_stmt(max(index, self.deferred_pin)))
         self.store.commit(stmts)
+        if index > 0 and meta and self.bug == "meta-extra-sync":
+            self.store.fsync_files()
         self.hit("after_batch_commit")
         return "ok"
 

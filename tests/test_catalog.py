@@ -112,7 +112,7 @@ def test_ids_are_numbered_in_order_within_each_area(catalog: Catalog) -> None:
         assert numbers, f"area {prefix} has no requirement"
 
 
-HARNESS_FAULTS = ("power_loss", "crash_points")
+HARNESS_FAULTS = ("power_loss", "crash_points", "sync_accounting")
 
 
 def test_capabilities_and_profiles_are_the_agreed_ones(catalog: Catalog) -> None:

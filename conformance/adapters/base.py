@@ -98,6 +98,8 @@ class Adapter(ABC):
             out["power_loss"] = f"{self.describe()} cannot simulate a power loss"
         if "crash_points" not in self.fault_capabilities:
             out["crash_points"] = f"{self.describe()} has no file-system crash points"
+        if "sync_accounting" not in self.fault_capabilities:
+            out["sync_accounting"] = f"{self.describe()} cannot count the node's syncs"
         return out
 
     @abstractmethod

@@ -44,7 +44,8 @@ class _Sink:
 
 
 class InProcessAdapter(Adapter):
-    fault_capabilities = frozenset({"process_kill", "power_loss", "crash_points"})
+    fault_capabilities = frozenset({"process_kill", "power_loss", "crash_points",
+                                    "sync_accounting"})
 
     def __init__(self, seed: int = 0, config: NodeConfig | None = None,
                  node_factory: NodeFactory = reference_node, name: str = "reference") -> None:

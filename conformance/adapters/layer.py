@@ -25,7 +25,7 @@ T = TypeVar("T")
 SYNC_CAVEAT = ("crash-simulating filesystem: fsync, fdatasync, O_SYNC/O_DSYNC writes, "
                "RWF_DSYNC and msync count as syncs; sync() and syncfs() never reach a FUSE "
                "filesystem, so a node that relies on them is judged as if it had not synced")
-LAYER_FAULTS = frozenset({"power_loss", "crash_points"})
+LAYER_FAULTS = frozenset({"power_loss", "crash_points", "sync_accounting"})
 
 
 class LayerFailed(AdapterError):

@@ -9,6 +9,7 @@ from typing import Any
 from conformance.cases import Case, CaseResult, Failure, Location, Step
 from conformance.catalog import LEVELS, Catalog
 
+from ..syncs import total as sync_totals
 from .model import (
     _FAILING,
     CASE_STATUSES,
@@ -74,6 +75,7 @@ def _case_dict(result: CaseResult) -> dict[str, Any]:
         "location": _location(case.location),
         "reason": result.reason,
         "violations": list(result.violations),
+        "syncs": result.syncs,
         "failure": (
             _failure_dict(result.failure, include_logs=failing)
             if result.failure is not None
@@ -162,6 +164,8 @@ def build_report(
             "certified_profiles": [v.name for v in verdicts if v.certified],
         },
         "profiles": [v.to_dict() for v in verdicts],
+        # category -> requests, syncs, per_request (conformance/syncs.py)
+        "syncs": sync_totals([r.syncs for r in ordered if r.syncs]),
         "requirements": requirements,
         "unknown_requirement_ids": _unknown_ids(ordered, catalog),
         "cases": [_case_dict(r) for r in ordered],

@@ -178,6 +178,8 @@ def render_markdown(
             + ".",
         ]
 
+    out += _syncs_section(data["syncs"])
+
     out += ["", "## Requirements"]
     areas: dict[tuple[int, str], list[Requirement]] = {}
     for req in catalog.requirements:
@@ -285,3 +287,18 @@ def _failure_section(res: CaseResult, catalog: Catalog) -> list[str]:
         out += _block(_log_tail(failure.logs))
     return out
 
+
+def _syncs_section(syncs: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Syncs per kind of request, as the layer under the node counted them."""
+    out = ["", "## Syncs", ""]
+    if not syncs:
+        return out + ["No layer under the node counted its syncs in this run (they are counted"
+                      " by the simulated disk in process, and by the crash-simulating filesystem"
+                      " in the cases that run on it)."]
+    out += ["Counted by the layer under the node (fsync, fdatasync and directory fsync), in"
+            " the cases that ran on it; a request that failed or died is not counted.", "",
+            "| Request | Counted | Syncs | Syncs per request |", "|---|---|---|---|"]
+    for cat, row in syncs.items():
+        out.append(f"| {cat} | {int(row['requests'])} | {int(row['syncs'])} | "
+                   f"{row['per_request']:.2f} |")
+    return out
