@@ -71,7 +71,7 @@ def _gone(client: Any, kind: str, name: str) -> bool:
 
 
 def test_crash_and_restart_keep_the_volume(images: dict[str, str]) -> None:
-    with ContainerAdapter(REFERENCE_IMAGE, name="lifecycle") as a:
+    with ContainerAdapter(REFERENCE_IMAGE, name="lifecycle", use_layer=False) as a:
         a.start("synced")
         assert a.container is not None
         cid, volume = a.container.id, a.volume_name
@@ -181,9 +181,11 @@ def test_hardening(images: dict[str, str]) -> None:
         assert out["caps"] == ["0000000000000000"] and out["no_new_privs"] == ["1"]
 
 
+@pytest.mark.parametrize("use_layer", [False, True], ids=["volume", "crashfs"])
 def test_a_root_image_runs_as_a_non_root_user_with_a_writable_volume(
-        images: dict[str, str]) -> None:
-    with ContainerAdapter(images["base"], command=["python3", "-c", FAKE_NODE]) as a:
+        images: dict[str, str], use_layer: bool) -> None:
+    with ContainerAdapter(images["base"], command=["python3", "-c", FAKE_NODE],
+                          use_layer=use_layer) as a:
         hello = a.start("synced")
         assert hello.implementation["uid"] == DEFAULT_USER.split(":")[0]
         assert hello.implementation["data"] == "yes"
@@ -229,18 +231,62 @@ def test_a_missing_image_is_a_clear_error(engine: None) -> None:
         ContainerAdapter(f"applied-index-conformance/no-such-image:{uuid.uuid4().hex[:8]}")
 
 
-def test_power_loss_is_not_simulated(images: dict[str, str]) -> None:
-    with ContainerAdapter(REFERENCE_IMAGE) as a:
-        assert "power_loss" not in a.fault_capabilities
+def _crashfs_mounts() -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if " fuse.crashfs " in line]
+
+
+def test_power_loss_drops_what_the_node_did_not_sync(images: dict[str, str]) -> None:
+    """/data is the crash-simulating filesystem, the hardening is unchanged, and a power loss
+    drops the unsynced batches of a node in unsynced mode, but not a synced pin."""
+    with ContainerAdapter(REFERENCE_IMAGE, name="power") as a:
+        assert {"power_loss", "crash_points", "sync_accounting"} <= a.fault_capabilities
+        assert a.unavailable_faults() == {}
+        a.start("unsynced")
+        assert a.container is not None and a.volume_name is None
+        host = a.container.attrs["HostConfig"]
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+        assert a.container.attrs["Config"]["User"] not in ("", "root", "0")
+        assert a.request("open").reply is not None
+        assert a.request("apply", index=1, entry=PUT_A).reply is not None
+        pinned = a.request("set_durable_applied_index", index=1).reply
+        assert pinned is not None and pinned["ok"]  # synced whatever the mode
+        assert a.request("apply", index=2, entry=PUT_B).reply is not None  # not synced
+        a.power_loss("drop_all")
+        assert not a.alive()
+        a.start("unsynced")  # docker start of the same container, on what survived
+        opened = a.request("open").reply
+        assert opened is not None and opened["result"]["have"] == 1  # entry 2 is gone
+        assert "power loss (drop_all" in a.logs()
+        counters = a.sync_counters()
+        assert counters is not None and counters["fsyncs"] >= 1
+    assert not [m for m in _crashfs_mounts() if "conformance-layer-" in m]
+
+
+def test_a_crash_point_stops_the_container_at_its_fsync(images: dict[str, str]) -> None:
+    with ContainerAdapter(REFERENCE_IMAGE, name="crash-point") as a:
         a.start("synced")
-        with pytest.raises(PowerLossUnsupported):
-            a.power_loss("drop_unsynced")
+        assert a.request("open").reply is not None
+        a.arm_crash_point("fsync", 1)
+        ex = a.request("apply", index=1, entry=PUT_A)
+        assert ex.reply is None  # stopped at the batch's fsync: no reply
+        a.start("synced")  # thawed; the batch's write happened, its fsync did not
+        assert a.request("open").reply is not None
+
+
+def test_power_loss_is_unavailable_away_from_the_engine_host(images: dict[str, str]) -> None:
+    with ContainerAdapter(REFERENCE_IMAGE, network="published") as a:
+        assert "power_loss" not in a.fault_capabilities
+        assert "engine's host" in a.unavailable_faults()["power_loss"]
+        a.start("synced")
+        with pytest.raises(PowerLossUnsupported, match="engine's host"):
+            a.power_loss("drop_all")
 
 
 def test_close_removes_container_volume_and_network(images: dict[str, str]) -> None:
     import docker
 
-    a = ContainerAdapter(REFERENCE_IMAGE)
+    a = ContainerAdapter(REFERENCE_IMAGE, use_layer=False)
     a.start("synced")
     assert a.container is not None and a.volume_name and a.network_name
     cid, volume, network = a.container.id, a.volume_name, a.network_name
@@ -260,7 +306,7 @@ def _child_script(body: str) -> str:
     return textwrap.dedent("""
         import sys, time
         from conformance.adapters.container import ContainerAdapter
-        a = ContainerAdapter(sys.argv[1])
+        a = ContainerAdapter(sys.argv[1], use_layer=False)
         a.start("synced")
         print("READY", flush=True)
     """) + textwrap.dedent(body)
@@ -301,6 +347,7 @@ def test_nothing_leaks_after_ctrl_c_during_a_certification(images: dict[str, str
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err
     assert list_run(run_id) == {"containers": [], "volumes": [], "networks": []}
+    assert not [m for m in _crashfs_mounts() if "conformance-layer-" in m]
 
 
 def test_orphans_of_a_killed_harness_are_reaped(images: dict[str, str]) -> None:
