@@ -814,6 +814,37 @@ def test_close_leaves_no_mount_and_no_directory(tmp_path: Path) -> None:
     fs.close()  # idempotent
 
 
+def test_a_killed_harness_leaves_no_mount(tmp_path: Path) -> None:
+    """The daemon watches its parent: SIGKILL of the harness (no finalizer, no atexit)
+    still unmounts within a second or so, even when a thread that has ended mounted it."""
+    _require_layer()
+    mnt = tmp_path / "mnt"
+    code = textwrap.dedent(f"""
+        import sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from pathlib import Path
+        from conformance.faults.crashfs import CrashFS
+        layers = []
+        t = threading.Thread(target=lambda: layers.append(
+            CrashFS(Path({str(tmp_path / "store")!r}), Path({str(mnt)!r}))))
+        t.start(); t.join()
+        print("READY", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        time.sleep(1.0)  # past the end of the thread that mounted it
+        assert os.path.ismount(mnt)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while os.path.ismount(mnt) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.ismount(mnt)
+
+
 def test_sync_counters_are_exact(fs: CrashFS) -> None:
     mnt = fs.mountpoint
     os.mkdir(mnt / "d")

@@ -2,16 +2,18 @@
 
 It mounts the filesystem at M (libfuse3, foreground, multithreaded), serves the control
 socket `S/control.sock`, and unmounts when it gets SIGTERM, SIGINT or SIGHUP, or when
-its parent dies (PR_SET_PDEATHSIG), so a harness that is killed leaves no mount.
+its parent process dies (a watcher thread polls for it: PR_SET_PDEATHSIG would fire when
+the harness *thread* that started it ends), so a harness that is killed leaves no mount.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from .control import serve
 from .journal import Journal, Limits
 from .ops import CrashOps
 
-PR_SET_PDEATHSIG = 1
+PARENT_POLL = 0.5  # seconds between checks that the harness is still there
 
 
 class _FUSE(mfusepy.FUSE):
@@ -40,6 +42,17 @@ class _FUSE(mfusepy.FUSE):
                                 length, fh) or 0)
 
 
+def _watch_parent(parent: int) -> None:
+    """Unmount (SIGTERM to ourselves: libfuse's handler exits the loop) once `parent` is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="crashfs-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m conformance.faults.crashfs",
                                 description=__doc__.splitlines()[0])
@@ -50,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-pending-ops", type=int, default=Limits.pending_ops)
     p.add_argument("--max-undo-bytes", type=int, default=Limits.undo_bytes)
     args = p.parse_args(argv)
-    with __import__("contextlib").suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _watch_parent(os.getppid())
     journal = Journal(args.store, Limits(args.max_pending_ops, args.max_undo_bytes))
     ops = CrashOps(journal)
     sock = args.store / "control.sock"
