@@ -18,6 +18,7 @@ from typing import Any
 from reference_impl.errors import NodeError
 
 from .adapters.base import Adapter, AdapterError, Exchange, Hello
+from .adapters.layer import LayerFailed
 from .cases import Case, CaseResult, Failure, Step
 from .matching import FIELD_REQUIREMENTS, matches
 from .oracle import Oracle, Violation
@@ -86,6 +87,10 @@ class CaseRunner:
             self.finish()
         except StepFailed as exc:
             return self._failed(exc.failure, start)
+        except LayerFailed as exc:  # the harness's own fault layer broke: not the node's fault
+            result = self._failed(Failure(f"harness error: {exc}", step=self.step), start)
+            result.status = "error"
+            return result
         except AdapterError as exc:
             return self._failed(Failure(f"{type(exc).__name__}: {exc}", step=self.step), start)
         return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run,

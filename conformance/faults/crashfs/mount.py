@@ -29,6 +29,7 @@ from .control import ControlError, CrashFSClient
 MOUNT_WAIT = 15.0   # seconds for the daemon to mount
 UNMOUNT_WAIT = 10.0  # seconds for it to exit after the unmount
 CLOSED_WAIT = 10.0  # seconds for a killed node's files to be released
+NOISE = ("Ignoring invalid max threads value",)
 
 
 class LayerError(Exception):
@@ -177,9 +178,12 @@ class CrashFS:
 
     def log_tail(self, limit: int = 2000) -> str:
         try:
-            return self._log.read_text(errors="replace")[-limit:].strip() or "(no output)"
+            text = self._log.read_text(errors="replace")
         except OSError:
             return "(no log)"
+        # libfuse 3.14 warns about the thread limit mfusepy leaves unset: noise, not a cause
+        lines = [ln for ln in text.splitlines() if not ln.startswith(NOISE)]
+        return "\n".join(lines)[-limit:].strip() or "(no output)"
 
     # -- control ----------------------------------------------------------------------------
 
