@@ -349,15 +349,22 @@ def test_hello_refusal_is_typed(make: Callable[..., ProcessAdapter], tmp_path: P
 # -- lifecycle: data dir, logs, close, finalizers ------------------------------------------
 
 
-def test_close_removes_its_temp_dir_and_is_idempotent(make: Callable[..., ProcessAdapter]) -> None:
-    a = make(REFERENCE)
+@pytest.mark.parametrize("use_layer", [False, True], ids=["plain", "crashfs"])
+def test_close_removes_its_temp_dir_and_is_idempotent(make: Callable[..., ProcessAdapter],
+                                                      use_layer: bool) -> None:
+    a = make(REFERENCE, use_layer=use_layer)
+    if use_layer and a.layer is None:
+        pytest.skip(f"the crash-simulating filesystem is unavailable: {a.unavailable_faults()}")
     a.start("synced")
     a.request("open")
     data_dir = a.data_dir
-    assert data_dir.is_dir() and data_dir.name.startswith("conformance-")
+    # with the layer, the temp dir holds store/ (the backing tree) and data/ (the mount)
+    temp = data_dir.parent if use_layer else data_dir
+    assert data_dir.is_dir() and temp.name.startswith("conformance-")
+    assert os.path.ismount(data_dir) == use_layer
     pid = a.pid
     a.close()
-    assert not data_dir.exists()
+    assert not temp.exists() and not os.path.ismount(data_dir)
     assert_gone([pid])  # type: ignore[list-item]
     a.close()
     a.close()
