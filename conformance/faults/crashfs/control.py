@@ -74,7 +74,9 @@ def serve(path: Path, journal: Journal, ops: CrashOps) -> socketserver.BaseServe
 
     server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="crashfs-control", daemon=True).start()
+    # a short poll interval: shutdown() at unmount waits for the loop to notice
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                     name="crashfs-control", daemon=True).start()
     return server
 
 
