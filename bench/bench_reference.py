@@ -451,12 +451,15 @@ def probed(probe: dict[str, float]) -> Iterator[None]:
         finally:
             probe["decode"] += time.perf_counter() - t0
 
-    saved = node_mod.Store, node_mod.decode_body
+    # the Node builds its store through the class attribute `store_class` (so mutants can
+    # override one step), not the module name: rebind both
+    saved = node_mod.Store, node_mod.decode_body, node_mod.Node.store_class
     node_mod.Store, node_mod.decode_body = TimedStore, timed_decode  # type: ignore[misc]
+    node_mod.Node.store_class = TimedStore
     try:
         yield
     finally:
-        node_mod.Store, node_mod.decode_body = saved  # type: ignore[misc]
+        node_mod.Store, node_mod.decode_body, node_mod.Node.store_class = saved  # type: ignore[misc]
 
 
 def timed_open(root: Path, config: NodeConfig) -> OpenTiming:
