@@ -292,12 +292,6 @@ class Journal:
                     return True
         return False
 
-    def crash_point(self, op: str, what: str) -> str | None:
-        """The gate for one mutation: None to go on, else the reason the node must stop
-        now (the operation is not performed; every later mutation fails with EIO)."""
-        with self.lock:
-            return self.frozen if self._gate(op, what) else None
-
     # -- content ---------------------------------------------------------------------------------
 
     def _push(self, fd: int, ino: int, undo: _Undo) -> None:

@@ -25,7 +25,6 @@ import errno
 import itertools
 import os
 import signal
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -349,7 +348,3 @@ def kill_requester(pid: int, reason: str) -> None:
         if pgid not in (os.getpgid(0), os.getpgid(os.getppid()), 0, 1):
             os.killpg(pgid, signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
-
-
-def is_dir(mode: int) -> bool:
-    return stat.S_ISDIR(mode)
