@@ -61,16 +61,14 @@ class NodeLayer:
         self._caveat_noted = False
 
     @classmethod
-    def mount(cls, base: Path, seed: int, note: Callable[[str], None], *,
-              allow_other: bool = False, timeout: float = 30.0,
-              remove_base: bool = False) -> NodeLayer:
-        """Mount a layer in `base` (store/ holds the backing tree, data/ is the mount);
-        LayerFailed when it cannot be mounted. `remove_base`: close() deletes `base`."""
-        from conformance.faults.crashfs import CrashFS, LayerError
+    def take(cls, seed: int, note: Callable[[str], None], *, prefix: str = "conformance-",
+             allow_other: bool = False, mode: int = 0o700, timeout: float = 30.0) -> NodeLayer:
+        """A fresh layer in a temporary directory of its own (removed on close), mounted
+        ahead of need (crashfs.SPARES); LayerFailed when it cannot be mounted."""
+        from conformance.faults.crashfs import SPARES, LayerError
 
         try:
-            fs = CrashFS(base / "store", base / "data", allow_other=allow_other,
-                         timeout=timeout, owned=base if remove_base else None)
+            fs = SPARES.take(prefix, allow_other=allow_other, mode=mode, timeout=timeout)
         except LayerError as exc:
             raise LayerFailed(f"the crash-simulating filesystem could not be mounted: "
                               f"{exc}") from exc
@@ -131,6 +129,11 @@ class LayerFaults:
 
     def _kill_for_power_loss(self, mode: str) -> None:
         raise NotImplementedError
+
+    @property
+    def layer(self) -> NodeLayer | None:
+        """The crash-simulating filesystem under the node's data, if mounted for it."""
+        return self._layer
 
     def _layer_or_fail(self, fault: str) -> NodeLayer:
         if self._layer is None:

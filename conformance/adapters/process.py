@@ -266,23 +266,24 @@ class ProcessAdapter(LayerFaults, Adapter):
         self._no_layer = unavailable(power_loss, None if owns else (
             "the data directory was given explicitly (the layer mounts its own)"))
         self._layer: NodeLayer | None = None
-        if data_dir is None:
+        self._tail = _StderrTail(STDERR_LIMIT)
+        if self._no_layer is None and use_layer:
+            # a layer of its own, mounted ahead of need: store/ (backing) and data/ (mount)
+            try:
+                self._layer = NodeLayer.take(seed, self._tail.note, timeout=self.timeout + 20)
+            except LayerFailed as exc:
+                self._no_layer = str(exc)
+        if self._layer is not None:
+            self.data_dir = self._layer.mountpoint
+        elif data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="conformance-"))
         else:
             self.data_dir = Path(data_dir)
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._res = _Resources(self.data_dir if owns else None)
+        self._res = _Resources(self.data_dir if owns and self._layer is None else None)
+        self._res.layer = self._layer
         # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
         self._finalizer = weakref.finalize(self, self._res.release)
-        self._tail = _StderrTail(STDERR_LIMIT)
-        if self._no_layer is None and use_layer:
-            # the temp dir holds the layer: store/ (backing) and data/ (the mount)
-            try:
-                self._layer = self._res.layer = NodeLayer.mount(
-                    self.data_dir, seed, self._tail.note, timeout=self.timeout + 20)
-                self.data_dir = self._layer.mountpoint
-            except LayerFailed as exc:
-                self._no_layer = str(exc)
         if self._no_layer is None:
             self.fault_capabilities = self.fault_capabilities | LAYER_FAULTS
         self._next_id = 1
@@ -299,11 +300,6 @@ class ProcessAdapter(LayerFaults, Adapter):
         child = self._res.child
         if child is not None:
             self._retire(child, f"power loss ({mode}): SIGKILL to the process group")
-
-    @property
-    def layer(self) -> NodeLayer | None:
-        """The crash-simulating filesystem under the data directory, if mounted."""
-        return self._layer
 
     def command(self) -> list[str]:
         """argv with the `{data_dir}` placeholder replaced (plain replace, not str.format)."""

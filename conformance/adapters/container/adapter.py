@@ -26,12 +26,10 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 import weakref
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -265,11 +263,10 @@ class ContainerAdapter(LayerFaults, Adapter):
         return volume
 
     def _mount_layer(self, user: str) -> str:
-        base = Path(tempfile.mkdtemp(prefix="conformance-layer-"))
-        base.chmod(0o755)  # the engine and the run user traverse it to the mount
-        layer = self._layer = self._res.layer = NodeLayer.mount(
-            base, self._seed, self._note, allow_other=True, timeout=self.timeout + 20,
-            remove_base=True)
+        # mode 0o755: the engine and the run user traverse the layer's directory to the mount
+        layer = self._layer = self._res.layer = NodeLayer.take(
+            self._seed, self._note, prefix="conformance-layer-", allow_other=True, mode=0o755,
+            timeout=self.timeout + 20)
         m = re.fullmatch(r"(\d+)(?::(\d+))?", user or "")
         root = layer.backing_root
         if m is not None:  # the mount's root is what the node sees as /data

@@ -10,6 +10,6 @@ any node, in any language, without its cooperation.
 
 from .control import ControlError
 from .journal import CRASH_OPS
-from .mount import CrashFS, LayerError, available
+from .mount import SPARES, CrashFS, LayerError, available
 
-__all__ = ["CRASH_OPS", "ControlError", "CrashFS", "LayerError", "available"]
+__all__ = ["CRASH_OPS", "SPARES", "ControlError", "CrashFS", "LayerError", "available"]
