@@ -57,6 +57,20 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 
+_ROOTLESS: dict[str, bool] = {}  # engine address -> rootless, asked once per run
+
+
+def _rootless(client: Any) -> bool:
+    url = str(getattr(client.api, "base_url", ""))
+    if url not in _ROOTLESS:
+        try:
+            options = client.info().get("SecurityOptions") or []
+        except Exception:  # noqa: BLE001 - an engine that does not say is taken as rootful
+            options = []
+        _ROOTLESS[url] = any("rootless" in str(o) for o in options)
+    return _ROOTLESS[url]
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:40] or "node"
 
@@ -133,6 +147,9 @@ class ContainerAdapter(LayerFaults, Adapter):
         if not base_url.startswith("http+docker://"):  # not a local unix socket
             return (f"the Docker engine at {base_url} is not local: the crash-simulating "
                     "filesystem must be mounted on the engine's host")
+        if _rootless(self._client):
+            return ("the Docker engine is rootless: it maps the container's users to other "
+                    "host users, so the layer's files would not belong to the node")
         return None
 
     # -- introspection ------------------------------------------------------------------
