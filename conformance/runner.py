@@ -97,7 +97,7 @@ class CaseRunner:
                           syncs=self.syncs.as_dict())
 
     # The three phases of `run`, public so that one long-lived runner can be driven a step
-    # at a time (conformance/explore.py builds each step as it goes).
+    # at a time (conformance/explore/ builds each step as it goes).
 
     def begin(self) -> list[str]:
         """Start the node and the oracle; return what the node lacks for the case ([] when

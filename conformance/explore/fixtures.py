@@ -1,0 +1,212 @@
+"""Fixtures: a shrunk failing sequence written as a suite file, deduplicated and replayed.
+
+A finding becomes a YAML file in the suite format (docs/suites.md) that `conformance
+replay FILE --impl ...` runs again, with a `fixture:` block for its provenance:
+
+    suite: sp-003-846e85b5d1
+    description: "Found by conformance explore on ...: it violates SP-003."
+    fixture:
+      catches: ["pin-error-ignored"]       # the mutant, or the implementation's identity
+      guards: [SP-003]                     # the violated requirement
+      seed: 0
+      implementation: "reference_impl 0.1.0 (in-process mutant pin-error-ignored)"
+      hypothesis_version: "6.170.17"
+      notes: "4 steps; the failure: ...; reproduce with: conformance replay ..."
+    cases:
+      - id: explore-sp-003-846e85b5d1
+        requirements: [SP-003]
+        capabilities: [failpoints, writer]
+        steps:
+          - open: {}
+          - failpoint: {name: pin, action: error, skip: 0}
+          ...
+
+- Every step is one line of YAML flow style (`flow`), which the loader reads back as the
+  same JSON value: the arguments are exactly those the machine ran.
+- The case declares the capabilities its steps need (`fixture_capabilities`: a failpoint
+  step needs `failpoints`, a power loss `power_loss`, ...) plus those the generated
+  expectations assume; a node without them replays it as *not applicable*.
+- The file name is the requirement and `fixture_key` (a hash of the requirement, the
+  steps and the configuration): `save_fixture` never writes the same finding twice.
+- `verify_fixture` replays a saved fixture on the implementation (it must fail again,
+  naming the same requirement) and on the in-process reference (it must pass: a fixture
+  that fails on the reference is a generator's mistake, not a finding). `keep_fixture`
+  saves and replays, and moves a fixture that is not green on the reference out of the
+  way, to `not-green/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import hypothesis
+
+from ..cases import Case, Step
+from ..impls import resolve
+from .findings import Finding
+
+if TYPE_CHECKING:
+    from .driver import Target
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "conformance" / "schema" / "suite.schema.json"
+REJECTED = "not-green"  # the subdirectory of the fixtures that failed on the reference
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_/.-]*$")
+_RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+
+
+def flow(value: Any) -> str:
+    """A JSON value as one line of YAML flow style (what the loader reads back as is)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value if _PLAIN.match(value) and value.lower() not in _RESERVED else (
+            json.dumps(value, ensure_ascii=False))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{flow(str(k))}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def step_line(step: Step) -> str:
+    if step.kind == "check":
+        return f"- check: {flow(step.args['invariants'])}"
+    return f"- {step.kind}: {flow(step.args)}"
+
+
+def fixture_capabilities(case: Case, steps: Sequence[Step]) -> list[str]:
+    caps = set(case.capabilities)
+    needs = {"failpoint": "failpoints", "crash_point": "crash_points", "tamper": "tamper_hooks",
+             "install_snapshot": "install_snapshot", "last_applied_index": "reader"}
+    for s in steps:
+        if s.kind in needs:
+            caps.add(needs[s.kind])
+        if s.kind == "crash" and s.args.get("mode") == "power":
+            caps.add("power_loss")
+    if case.durability == "unsynced":
+        caps.add("unsynced_mode")
+    return sorted(caps)
+
+
+def fixture_text(finding: Finding, stem: str, *, seed: int | None, identity: str,
+                 spec: str, out_dir: Path, shrunk_from: int | None = None) -> str:
+    case = finding.case
+    schema = os.path.relpath(SCHEMA, out_dir.resolve())
+    message = finding.message.splitlines()[0] if finding.message else finding.requirement
+    if len(message) > 160:
+        message = message[:157] + "..."
+    notes = (f"{len(finding.steps)} steps"
+             + (f", shrunk by Hypothesis from {shrunk_from}" if shrunk_from else "")
+             + f"; the failure: {message}; reproduce with: conformance replay "
+             f"{out_dir / (stem + '.yaml')} --impl {spec!r}")
+    catches = spec.split(":", 1)[1] if spec.startswith(("mutant:", "mutant-process:")) else identity
+    lines = [
+        f"# yaml-language-server: $schema={schema}",
+        f"suite: {stem}",
+        "description: " + json.dumps(f"Found by conformance explore on {identity}: it violates "
+                                     f"{finding.requirement}.", ensure_ascii=False),
+        "fixture:",
+        f"  catches: [{json.dumps(catches, ensure_ascii=False)}]",
+        f"  guards: [{finding.requirement}]",
+    ]
+    if seed is not None:
+        lines.append(f"  seed: {seed}")
+    lines += [
+        f"  implementation: {json.dumps(identity, ensure_ascii=False)}",
+        f"  hypothesis_version: {json.dumps(hypothesis.__version__)}",
+        f"  notes: {json.dumps(notes, ensure_ascii=False)}",
+        "cases:",
+        f"  - id: explore-{stem}",
+        "    description: " + json.dumps(f"A generated sequence that violated "
+                                         f"{finding.requirement}: {message}", ensure_ascii=False),
+        f"    requirements: [{finding.requirement}]",
+    ]
+    caps = fixture_capabilities(case, finding.steps)
+    if caps:
+        lines.append(f"    capabilities: [{', '.join(caps)}]")
+    if case.without:
+        lines.append(f"    without: [{', '.join(case.without)}]")
+    if case.durability != "synced":
+        lines.append(f"    durability: {case.durability}")
+    lines += ["    tags: [explore]", "    steps:"]
+    lines += ["      " + step_line(s) for s in finding.steps]
+    return "\n".join(lines) + "\n"
+
+
+def save_fixture(finding: Finding, out_dir: Path, *, seed: int | None, identity: str, spec: str,
+                 shrunk_from: int | None = None) -> Path:
+    """Write the finding as a fixture unless the same (requirement, steps) is saved already."""
+    stem = f"{finding.requirement.lower()}-{finding.key()}"
+    path = out_dir / f"{stem}.yaml"
+    finding.path = path
+    if path.exists():
+        finding.duplicate = True
+        return path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(fixture_text(finding, stem, seed=seed, identity=identity, spec=spec,
+                                 out_dir=out_dir, shrunk_from=shrunk_from))
+    return path
+
+
+def verify_fixture(path: Path, target: Target) -> tuple[bool, bool]:
+    """Replay a saved fixture: (red on the implementation naming its requirement,
+    green on the in-process reference)."""
+    from ..loader import load_suite
+    from ..runner import run_case
+
+    suite = load_suite(path)
+    case = suite.cases[0]
+    guards = (suite.fixture or {}).get("guards", [])
+    got = run_case(case, target.impl.factory, target.seed)
+    red = got.status == "failed" and (not guards or got.violations == [guards[0]])
+    ref = run_case(case, resolve("reference", seed=target.seed).factory, target.seed)
+    return red, ref.status in ("passed", "not_applicable")
+
+
+def keep_fixture(finding: Finding, out_dir: Path, target: Target, *, seed: int | None,
+                 spec: str, verify: bool = True) -> None:
+    """Save `finding` under `out_dir` and, with `verify`, replay it at once (`verify_fixture`).
+
+    A fixture must be green on the reference to be one: a new fixture that fails on the
+    in-process reference is moved to `out_dir/not-green/` (`finding.rejected`), where
+    nothing that runs `out_dir/*.yaml` picks it up; it is a problem of the generator or of
+    the harness, kept so that it can be reported."""
+    save_fixture(finding, out_dir, seed=seed, identity=target.identity, spec=spec)
+    if not verify or finding.duplicate:
+        return
+    assert finding.path is not None
+    finding.replay_red, finding.reference_green = verify_fixture(finding.path, target)
+    if not finding.reference_green:
+        finding.path.unlink()
+        save_fixture(finding, out_dir / REJECTED, seed=seed, identity=target.identity,
+                     spec=spec)
+        finding.duplicate, finding.rejected = False, True
+
+
+def print_finding(f: Finding, out: TextIO) -> None:
+    """One finding as the command prints it: the failure, the fixture, the replay verdicts,
+    then the minimal sequence, one step a line."""
+    where = f" -> {f.path}{' (duplicate)' if f.duplicate else ''}" if f.path else ""
+    if f.rejected:
+        where += " (NOT a fixture: it fails on the reference too; please report it)"
+    if f.seen > 1:
+        where += " (shorter than the earlier one for this requirement: replaces it)"
+    verdict = ""
+    if f.replay_red is not None:
+        verdict = (f"; replay {'red' if f.replay_red else 'NOT RED'}, reference "
+                   f"{'green' if f.reference_green else 'NOT GREEN'}")
+    print(f"FOUND {f.message.splitlines()[0]} ({len(f.steps)} steps){where}"
+          f"{verdict}", file=out, flush=True)
+    for s in f.steps:
+        print(f"    {step_line(s)}", file=out)
