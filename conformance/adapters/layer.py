@@ -5,8 +5,7 @@ path, or the host side of the container's /data bind mount) is the mount of
 `conformance.faults.crashfs`, which gives any node power loss, crash points at its own
 file-system operations and sync accounting. Where it cannot be mounted, `unavailable()`
 says why in words, and the adapter reports `power_loss`, `crash_points` and
-`sync_accounting` unavailable
-with that reason (the verdict quotes it).
+`sync_accounting` unavailable with that reason (the verdict quotes it).
 """
 
 from __future__ import annotations
