@@ -6,15 +6,14 @@ The container benchmark runs in tests/container (it needs the engine and the ima
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _crashfs import needs_crashfs, require_crashfs
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _run(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -32,12 +31,9 @@ def test_benchmark_runs(script: str, args: list[str], expect: str) -> None:
     assert expect in proc.stdout
 
 
+@needs_crashfs
 def test_crashfs_benchmark_runs(tmp_path: Path) -> None:
-    from conformance.faults.crashfs import available
-
-    why = available()
-    if why is not None and not IN_CI:
-        pytest.skip(f"the crash-simulating filesystem is unavailable: {why}")
+    require_crashfs()
     out = tmp_path / "figures.json"
     proc = _run("bench_crashfs.py", "--quick", "--json", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _crashfs import needs_crashfs, require_crashfs
 
 from conformance.faults.crashfs import CRASH_OPS, ControlError, CrashFS, LayerError, available
 from conformance.faults.crashfs.journal import Journal
@@ -38,24 +39,13 @@ UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 CHILD_TIMEOUT = 30.0
 
 
-UNAVAILABLE = available()
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# skipped with the reason where FUSE cannot run; under CI=true they run, and fail
-pytestmark = pytest.mark.skipif(
-    UNAVAILABLE is not None and not IN_CI,
-    reason=f"the crash-simulating filesystem (FUSE) is not available here: {UNAVAILABLE}")
-
-
-def _require_layer() -> None:
-    if UNAVAILABLE is not None:
-        pytest.fail(f"CI=true, and the crash-simulating filesystem cannot run: {UNAVAILABLE}",
-                    pytrace=False)
+pytestmark = needs_crashfs
 
 
 @pytest.fixture
 def fs(tmp_path: Path) -> Iterator[CrashFS]:
     """A fresh layer per test (mounting takes ~0.2 s): its counters start at zero."""
-    _require_layer()
+    require_crashfs()
     with CrashFS.create(tmp_path / "layer") as layer:
         yield layer
 
@@ -130,22 +120,20 @@ BASE = b"0123456789"
 NEW = b"abc"  # written at offset 2: "01abc56789"
 
 
-def _fsync_after(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, NEW, 2)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_then(sync: Callable[[int], None]) -> Callable[[Path], None]:
+    """Write NEW at offset 2 through a fresh handle, then `sync` it (fsync or fdatasync)."""
+    def run(path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, NEW, 2)
+            sync(fd)
+        finally:
+            os.close(fd)
+    return run
 
 
-def _fdatasync_after(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, NEW, 2)
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+_fsync_after = _write_then(os.fsync)
+_fdatasync_after = _write_then(os.fdatasync)
 
 
 def _rwf_dsync(path: Path) -> None:
@@ -532,7 +520,7 @@ def _python_for(uid: int) -> str | None:
 
 
 def test_file_created_by_another_uid_is_owned_and_usable_by_it() -> None:
-    _require_layer()
+    require_crashfs()
     if os.geteuid() != 0:
         pytest.skip("needs root (to run a child as another uid)")
     exe = _python_for(OTHER_UID)
@@ -596,7 +584,7 @@ def test_seed_makes_the_power_loss_deterministic(fs: CrashFS, mode: str) -> None
                                         (["--max-undo-bytes", "4096"], 1000)])
 def test_a_writer_that_never_syncs_gets_enospc_not_oom(tmp_path: Path, limit: list[str],
                                                        size: int) -> None:
-    _require_layer()
+    require_crashfs()
     with CrashFS.create(tmp_path / "layer", extra_args=limit) as fs:
         f = _durable(fs.mountpoint / "f", bytes(size))
         fd = os.open(f, os.O_WRONLY)
@@ -624,7 +612,7 @@ def test_a_writer_that_never_syncs_gets_enospc_not_oom(tmp_path: Path, limit: li
 def test_unlinked_temp_files_do_not_fill_the_journal(tmp_path: Path) -> None:
     """Writes to a file that has no name left (an unlinked temp file) can never come back
     after a power loss: they must not count against the layer's bounds."""
-    _require_layer()
+    require_crashfs()
     with CrashFS.create(tmp_path / "layer", extra_args=["--max-pending-ops", "50"]) as fs:
         tmp = fs.mountpoint / "tmp"
         for _ in range(10):
@@ -803,7 +791,7 @@ def test_a_dying_layer_gives_layer_error_not_a_hang(fs: CrashFS) -> None:
 
 
 def test_close_leaves_no_mount_and_no_directory(tmp_path: Path) -> None:
-    _require_layer()
+    require_crashfs()
     base = tmp_path / "layer"
     fs = CrashFS.create(base)
     assert os.path.ismount(fs.mountpoint)
@@ -817,7 +805,7 @@ def test_close_leaves_no_mount_and_no_directory(tmp_path: Path) -> None:
 def test_a_killed_harness_leaves_no_mount(tmp_path: Path) -> None:
     """The daemon watches its parent: SIGKILL of the harness (no finalizer, no atexit)
     still unmounts within a second or so, even when a thread that has ended mounted it."""
-    _require_layer()
+    require_crashfs()
     mnt = tmp_path / "mnt"
     code = textwrap.dedent(f"""
         import sys, threading, time

@@ -35,10 +35,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _crashfs import needs_crashfs, require_crashfs
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conformance.faults.crashfs import CrashFS, available
+from conformance.faults.crashfs import CrashFS
 from reference_impl.disk import PowerLossMode, SimDisk
 
 DIRS = ("d0", "d1")
@@ -57,24 +58,12 @@ Op = tuple[str, ...] | tuple[str, str, bytes] | tuple[str, str, int]
 # -- the layer -----------------------------------------------------------------------------
 
 
-UNAVAILABLE = available()
-IN_CI = os.environ.get("CI", "").lower() == "true"
-# the layer test is skipped with the reason where FUSE cannot run; under CI=true it runs,
-# and fails (the SimDisk unit tests below need no FUSE: they always run)
-needs_layer = pytest.mark.skipif(
-    UNAVAILABLE is not None and not IN_CI,
-    reason=f"the crash-simulating filesystem (FUSE) is not available here: {UNAVAILABLE}")
-
-
-def _require_layer() -> None:
-    if UNAVAILABLE is not None:
-        pytest.fail(f"CI=true, and the crash-simulating filesystem cannot run: {UNAVAILABLE}",
-                    pytrace=False)
+needs_layer = needs_crashfs
 
 
 @pytest.fixture(scope="module")
 def layer() -> Iterator[CrashFS]:
-    _require_layer()
+    require_crashfs()
     base = Path(tempfile.mkdtemp(prefix="crashfs-diff-"))
     fs = CrashFS.create(base)
     try:

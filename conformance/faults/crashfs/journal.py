@@ -294,8 +294,9 @@ class Journal:
 
     # -- content ---------------------------------------------------------------------------------
 
-    def _push(self, fd: int, ino: int, undo: _Undo) -> None:
-        if os.fstat(fd).st_nlink == 0:
+    def _push(self, st: os.stat_result, ino: int, undo: _Undo) -> None:
+        """Journal one change; `st` is the file's stat just before it (the caller's own)."""
+        if st.st_nlink == 0:
             return  # no name left (an unlinked temp file): nothing a power loss brings back
         lim = self.limits
         if self._pending_ops + 1 > lim.pending_ops or \
@@ -314,9 +315,10 @@ class Journal:
         with self.lock:
             if self._gate("write", f"{len(data)} bytes at {offset}"):
                 raise _err(errno.EIO, self.frozen or "")
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
             old = os.pread(fd, min(len(data), size - offset), offset) if offset < size else b""
-            self._push(fd, ino, _Undo("write", offset, len(data), size, old))
+            self._push(st, ino, _Undo("write", offset, len(data), size, old))
             n = os.pwrite(fd, data, offset)
             self.counters.writes += 1
             self.counters.bytes_written += n
@@ -332,9 +334,10 @@ class Journal:
             self._truncate(fd, ino, size)
 
     def _truncate(self, fd: int, ino: int, size: int) -> None:
-        cur = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        cur = st.st_size
         old = os.pread(fd, cur - size, size) if size < cur else b""
-        self._push(fd, ino, _Undo("truncate", size, 0, cur, old))
+        self._push(st, ino, _Undo("truncate", size, 0, cur, old))
         os.ftruncate(fd, size)
         self.counters.truncates += 1
 
@@ -344,13 +347,14 @@ class Journal:
         with self.lock:
             if mode & ~(keep_size | punch) or (mode & punch and not mode & keep_size):
                 raise _err(errno.EOPNOTSUPP, f"fallocate mode {mode:#x}")
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
             if mode & punch:
                 end = min(size, offset + length)
                 if end > offset:
                     if self._gate("write", f"punch {end - offset} bytes at {offset}"):
                         raise _err(errno.EIO, self.frozen or "")
-                    self._push(fd, ino, _Undo("write", offset, end - offset, size,
+                    self._push(st, ino, _Undo("write", offset, end - offset, size,
                                           os.pread(fd, end - offset, offset)))
                     os.pwrite(fd, bytes(end - offset), offset)
             elif not mode & keep_size and offset + length > size:
