@@ -167,14 +167,26 @@ class Store:
     # -- commit ---------------------------------------------------------------------------
 
     def commit(self, batch: Batch, *, sync: bool | None = None) -> None:
-        """Append one record; fsync it when synced. Exactly one fsync, or none."""
+        """Append one apply's record; fsync it when synced. Exactly one fsync, or none.
+
+        The `after_batch_commit` failpoint counts these commits only (docs/protocol.md
+        "Failpoints"): an apply whose batch writes anything. A pin or a tamper write is
+        not an apply's batch (`_write_meta`).
+        """
         if batch.is_empty():
             return
+        self._append(batch, self.sync if sync is None else sync)
+        self.failpoints.hit("after_batch_commit")
+
+    def _append(self, batch: Batch, sync: bool) -> None:
         self.disk.append(STORE_FILE, batch.encode())
-        if self.sync if sync is None else sync:
+        if sync:
             self.disk.fsync(STORE_FILE)
         self._apply_in_memory(batch)
-        self.failpoints.hit("after_batch_commit")
+
+    def _write_meta(self, value: bytes) -> None:
+        """A synced write of the meta key alone (the pin, a tamper hook): no apply's batch."""
+        self._append(Batch(meta={META_APPLIED_INDEX: value}), True)
 
     def apply_mutations(self, batch: Batch, applied_index: int) -> None:
         """S2/S3: bundle the meta key with the data when applied_index > 0."""
@@ -228,12 +240,12 @@ class Store:
         if present and current >= index:
             self.disk.fsync(STORE_FILE)
             return False
-        self.commit(Batch(meta={META_APPLIED_INDEX: encode_index(index)}), sync=True)
+        self._write_meta(encode_index(index))
         return True
 
     def write_meta_raw(self, value: bytes) -> None:
         """Tamper hook: store an arbitrary (e.g. torn, 2-byte) meta value, durably."""
-        self.commit(Batch(meta={META_APPLIED_INDEX: value}), sync=True)
+        self._write_meta(value)
 
     # -- restore ---------------------------------------------------------------------------
 
