@@ -137,3 +137,6 @@ class CaseResult:
     # syncs the node made per kind of request, [requests, syncs] (conformance/syncs.py);
     # empty when no layer under the node counted them
     syncs: dict[str, list[int]] = field(default_factory=dict)
+    # requirement -> why this passing case did not exercise it: the node legally took a path
+    # where the state the requirement guards never arose (a step's `exercises`)
+    unexercised: dict[str, str] = field(default_factory=dict)

@@ -173,10 +173,7 @@ def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str]
     verdicts = profile_verdicts(results, catalog, advertised)
     print("\nProfiles:")
     for v in verdicts:
-        mark = "CERTIFIED" if v.certified else "not certified"
-        # the untested-fault reasons come first and are always shown whole
-        why = "" if v.certified else f" ({'; '.join(v.reasons[:len(v.untested_faults) + 2])})"
-        print(f"  {v.profile:<22} {mark}{why}")
+        print(f"  {v.profile:<22} {v.summary()}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"\n{summary} in {duration:.2f}s; report: {paths.markdown} (also report.json, "
           "junit.xml)")

@@ -141,7 +141,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
         adapter.close()
     terminalreporter.section("conformance profiles")
     for v in profile_verdicts(results, load_catalog(), advertised):
-        mark = "CERTIFIED" if v.certified else "not certified"
-        # the untested-fault reasons come first and are always shown whole
-        why = "" if v.certified else f" ({'; '.join(v.reasons[:len(v.untested_faults) + 2])})"
-        terminalreporter.write_line(f"{v.profile:<22} {mark}{why}")
+        terminalreporter.write_line(f"{v.profile:<22} {v.summary()}")

@@ -73,6 +73,8 @@ class CaseRunner:
         # Syncs per kind of request, where a layer under the node counts them (syncs.py).
         self.syncs = SyncLedger()
         self._counting = False
+        # requirement -> why this case did not exercise it (a step's `exercises`)
+        self.unexercised: dict[str, str] = {}
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -94,7 +96,7 @@ class CaseRunner:
         except AdapterError as exc:
             return self._failed(Failure(f"{type(exc).__name__}: {exc}", step=self.step), start)
         return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run,
-                          syncs=self.syncs.as_dict())
+                          syncs=self.syncs.as_dict(), unexercised=dict(self.unexercised))
 
     # The three phases of `run`, public so that one long-lived runner can be driven a step
     # at a time (conformance/explore/ builds each step as it goes).
@@ -247,6 +249,24 @@ class CaseRunner:
                 raise self._fail(f"{ex.request['op']}: {key} = {got!r}", ex, f"{key} {what}",
                                  self._blame(str(ex.request["op"]), key))
 
+    def _note_exercised(self, exercises: dict[str, dict[str, Any]], result: dict[str, Any],
+                        ex: Exchange) -> None:
+        """A step's `exercises`: requirement -> the reply that shows the state it guards
+        arose. Where the node legally took another path (docs/protocol.md leaves it the
+        choice), the case still judges every step, but does not count as exercising that
+        requirement; the report says so (`CaseResult.unexercised`)."""
+        for rid, want in exercises.items():
+            for key, matcher in want.items():
+                ok, what = matches(result.get(key), matcher)
+                if not ok:
+                    shown = ", ".join(f"{k} {result.get(k)!r}" for k in ("outcome", "have", "snap")
+                                      if k in result) or f"{key} {result.get(key)!r}"
+                    where = f"step {self.step.index + 1} " if self.step else ""
+                    self.unexercised.setdefault(
+                        rid, f"{self.case.id} {where}{ex.request['op']} answered {shown}; the "
+                             f"state {rid} guards needs {key} {what}")
+                    break
+
     def _blame(self, op: str, field: str) -> str | None:
         """The requirement an unexpected field value violates: the first one the case cites
         (in the case's order: authors put the main one first) among those that govern that
@@ -289,6 +309,7 @@ class CaseRunner:
             return
         r = ex.reply["result"]
         self._violations(self.o.on_open(r, ex.events), ex)
+        self._note_exercised(args.get("exercises", {}), r, ex)
         self.s.open, self.s.applied, self.s.last_open = True, int(r["effective"]), r
         self.s.snapshots.clear()
         hx = self._request("hlc")

@@ -211,7 +211,8 @@ class InPlaceRestoreStore(Store):
     survives it; a crash between the two commits leaves an empty store claiming meta.
     """
 
-    def restore(self, state: dict[str, Any], pin: int | None) -> None:
+    def restore(self, state: dict[str, Any], pin: int | None,
+                keep_meta_at_most: int | None = None) -> None:
         empty: dict[str, Any] = {"versions": {}, "intents": {}, "rollbacks": []}
         self._commit_synced(Batch(reset=empty, meta=dict(self._meta)))  # DEVIATION
         self.failpoints.hit("mid_restore")
@@ -221,9 +222,7 @@ class InPlaceRestoreStore(Store):
         self._commit_synced(batch)
 
     def _commit_synced(self, batch: Batch) -> None:
-        self.disk.append(STORE_FILE, batch.encode())
-        self.disk.fsync(STORE_FILE)
-        self._apply_in_memory(batch)
+        self._append(batch, True)
 
 
 # ------------------------------------------------------------------ FSM mutants

@@ -69,6 +69,10 @@ class NodeConfig:
     header_applier: bool = True    # can apply header state without restoring the body
     pin_after_restore: bool = False  # C7 stronger behaviour
     header_version: int = 2
+    # Choices docs/protocol.md leaves to the node ("Choices the protocol leaves open"); the
+    # tests run the suites on each, so no case or oracle rule pins one of them.
+    install_store_first: bool = False  # install: swap the store, then save the pointer
+    restore_keeps_meta: bool = False   # restore without the pin: keep a meta value <= snap
 
     def capabilities(self) -> list[str]:
         caps = ["unsynced_mode", "failpoints", "tamper_hooks", "install_snapshot"]
@@ -216,12 +220,15 @@ class Node:
             header, body = self._load_snapshot(token)
             pin = snap if (self.config.pin_after_restore and self.config.writer
                            and token is not None) else None
-            store.restore(decode_body(body), pin)
+            store.restore(decode_body(body), pin, keep_meta_at_most=self._kept_meta(snap))
             self.trace.append(("restore", snap))
             self._cold_header_on_restore(fsm, header)
         self.store, self.fsm, self.applied = store, fsm, effective
         self._cold_succeeded(result)
         return result
+
+    def _kept_meta(self, snap: int) -> int | None:
+        return snap if self.config.restore_keeps_meta else None
 
     # The steps of the cold start.
 
@@ -394,10 +401,15 @@ class Node:
         state = {"versions": _rows_to_versions(rows), "intents": {}, "rollbacks": []}
         header = Header(ceiling=ceiling, cutover=cutover)
         body = encode_body(state)
-        self._save(index, header, body)
         pin = index if (self.config.pin_after_restore and self.config.writer) else None
-        store.restore(state, pin)
-        self.trace.append(("restore", index))
+        if self.config.install_store_first:
+            store.restore(state, pin, keep_meta_at_most=self._kept_meta(index))
+            self.trace.append(("restore", index))
+            self._save(index, header, body)
+        else:
+            self._save(index, header, body)
+            store.restore(state, pin, keep_meta_at_most=self._kept_meta(index))
+            self.trace.append(("restore", index))
         self._compact(index)
         fsm.apply_header(ceiling, cutover)
         self.applied = index

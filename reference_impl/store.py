@@ -249,15 +249,21 @@ class Store:
 
     # -- restore ---------------------------------------------------------------------------
 
-    def restore(self, state: dict[str, Any], pin: int | None) -> None:
+    def restore(self, state: dict[str, Any], pin: int | None,
+                keep_meta_at_most: int | None = None) -> None:
         """Replace all user state atomically (write a new file, then rename over the old).
 
         The meta key does not survive a restore: it is absent afterwards (the next cold
-        start falls back, conservatively), unless `pin` is given (pin-after-restore).
+        start falls back, conservatively), unless `pin` is given (pin-after-restore), or
+        `keep_meta_at_most` is and the old value is at or below it (C7's "older value":
+        never above the snapshot, or a later cold start would skip past the restore).
         """
         batch = Batch(reset=state)
+        old, present = self._read_index()
         if pin is not None:
             batch.meta[META_APPLIED_INDEX] = encode_index(pin)
+        elif keep_meta_at_most is not None and present and old <= keep_meta_at_most:
+            batch.meta[META_APPLIED_INDEX] = encode_index(old)
         tmp = STORE_FILE + ".restore"
         self.disk.write(tmp, batch.encode())
         self.disk.fsync(tmp)

@@ -191,6 +191,46 @@ def test_named_violation_fails_an_uncited_requirement() -> None:
     assert statuses["SP-002"].cases == {"failed": ["a"]}
 
 
+def test_a_requirement_whose_guarded_state_never_arose_is_not_exercised() -> None:
+    """Every passing case citing CS-001 took a legal path that avoids its state: the status
+    says so, and it passes again as soon as one case exercised it."""
+    cat = small_catalog()
+    why = "c1 step 3 open answered outcome 'skipped'; the state CS-001 guards needs ..."
+    avoided = make_result(make_case("c1", ("ST-001", "CS-001")), "passed",
+                          unexercised={"CS-001": why})
+    st = requirement_status([avoided], cat)
+    assert st["CS-001"].status == "not_exercised"
+    assert st["CS-001"].unexercised == {"c1": why}
+    assert st["ST-001"].status == "passed"  # the case exercised its other requirement
+    exercised = make_result(make_case("c2", ("CS-001",)), "passed")
+    assert requirement_status([avoided, exercised], cat)["CS-001"].status == "passed"
+    failing = make_result(make_case("c3", ("CS-001",)), "failed")
+    assert requirement_status([avoided, failing], cat)["CS-001"].status == "failed"
+
+
+def test_an_unexercised_must_requirement_certifies_with_a_caveat(tmp_path: Path) -> None:
+    why = "cs-1 step 3 open answered outcome 'skipped'; the state CS-001 guards needs ..."
+    results = all_passing()
+    results[2] = replace(results[2], unexercised={"CS-001": why})
+    verdicts = {v.name: v for v in profile_verdicts(results, small_catalog(),
+                                                    ["reader", "writer", "failpoints"])}
+    skip = verdicts["skip"]
+    assert skip.certified and skip.must_passed == len(skip.must)
+    assert skip.caveats == (
+        f"requirement CS-001 was not exercised: the state it guards never arose for this node"
+        f" ({why})",)
+    assert skip.summary() == "CERTIFIED (not exercised for this node: CS-001)"
+    assert verdicts["pinned"].caveats == () and verdicts["pinned"].summary() == "CERTIFIED"
+    paths = write_report(results, small_catalog(), info(["reader", "writer", "failpoints"]),
+                         tmp_path)
+    md = paths.markdown.read_text(encoding="utf-8")
+    assert "What the `skip` verdict did not test:" in md and why in md
+    assert "passed, not exercised" in md
+    data = json.loads(paths.json.read_text(encoding="utf-8"))
+    skip_json = next(p for p in data["profiles"] if p["name"] == "skip")
+    assert skip_json["caveats"] == list(skip.caveats)
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
@@ -370,7 +410,8 @@ def test_json_round_trip(written: tuple[Path, dict[str, Any]]) -> None:
         "xfailed": 1, "xpassed": 0,
     }
     assert summary["requirements"] == {
-        "total": 6, "passed": 1, "failed": 3, "not_applicable": 1, "untested": 1,
+        "total": 6, "passed": 1, "not_exercised": 0, "failed": 3, "not_applicable": 1,
+        "untested": 1,
     }
     assert summary["claimed_profile"] == {"name": "skip", "known": True, "certified": False}
     assert data["info"]["seed"] == 1234

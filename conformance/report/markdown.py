@@ -80,6 +80,7 @@ def _case_refs(st: RequirementStatus) -> str:
 def _status_word(st: RequirementStatus) -> str:
     words = {
         "passed": "passed",
+        "not_exercised": "passed, not exercised",
         "failed": "**FAILED**",
         "not_applicable": "not applicable",
         "untested": "untested",
@@ -150,6 +151,9 @@ def render_markdown(
                 f"Not binding in {_code(v.name)} for this node (they apply only to nodes without"
                 " a capability it advertises): " + ", ".join(v.excluded) + ".",
             ]
+        if v.caveats:
+            out += ["", f"What the {_code(v.name)} verdict did not test:", ""]
+            out += [f"- {_cell(caveat)}" for caveat in v.caveats]
         if v.certified:
             continue
         out += ["", f"Why {_code(v.name)} is not certified:", ""]

@@ -32,9 +32,9 @@ from typing import Any, Literal
 from conformance.cases import CaseResult
 from conformance.catalog import LEVELS, Catalog
 
-RequirementState = Literal["passed", "failed", "not_applicable", "untested"]
+RequirementState = Literal["passed", "not_exercised", "failed", "not_applicable", "untested"]
 REQUIREMENT_STATUSES: tuple[RequirementState, ...] = (
-    "passed", "failed", "not_applicable", "untested",
+    "passed", "not_exercised", "failed", "not_applicable", "untested",
 )
 CASE_STATUSES = ("passed", "failed", "error", "not_applicable", "xfailed", "xpassed")
 _PASSING = frozenset({"passed", "xpassed"})
@@ -81,6 +81,8 @@ class RequirementStatus:
     not_applicable: dict[str, str] = field(default_factory=dict)
     # True when the requirement failed and every failing case was an expected failure
     known_failure: bool = False
+    # case id -> why that passing case did not exercise it (CaseResult.unexercised)
+    unexercised: dict[str, str] = field(default_factory=dict)
 
     @property
     def case_ids(self) -> list[str]:
@@ -94,6 +96,7 @@ class RequirementStatus:
             "cases": self.cases,
             "failures": self.failures,
             "not_applicable": self.not_applicable,
+            "unexercised": self.unexercised,
         }
 
 
@@ -128,11 +131,24 @@ class ProfileVerdict:
     # harness fault -> why it could not be injected and the MUST requirements left untested
     # by it; any entry blocks certification (the first reasons name it)
     untested_faults: dict[str, UntestedFault] = field(default_factory=dict)
+    # what a certificate must say it did not test, without blocking it: MUST requirements
+    # whose guarded state never arose for this node (``not_exercised``), in words
+    caveats: tuple[str, ...] = ()
 
     @property
     def profile(self) -> str:
         """The profile's name (alias of ``name``)."""
         return self.name
+
+    def summary(self) -> str:
+        """One console line: the verdict, and why not (the untested-fault reasons come first
+        and are always shown whole), or what a certificate did not test."""
+        if not self.certified:
+            return f"not certified ({'; '.join(self.reasons[:len(self.untested_faults) + 2])})"
+        if self.caveats:
+            unexercised = [c.split()[1] for c in self.caveats]
+            return f"CERTIFIED (not exercised for this node: {', '.join(unexercised)})"
+        return "CERTIFIED"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -185,7 +201,10 @@ def requirement_status(
 ) -> dict[str, RequirementStatus]:
     """Requirement ID -> its status in this run, for every catalog requirement, sorted by ID.
 
-    ``passed``: at least one case citing it ran and every one that ran passed.
+    ``passed``: at least one case citing it ran, every one that ran passed, and at least one
+    of them exercised it.
+    ``not_exercised``: cases citing it ran and passed, but in every one the node legally took
+    a path where the state it guards never arose (``CaseResult.unexercised``).
     ``failed``: some case citing it (or naming it as violated) failed, errored or xfailed.
     ``not_applicable``: every citing case was not applicable.
     ``untested``: no case cites it.
@@ -205,11 +224,12 @@ def requirement_status(
             cases.setdefault(res.status, []).append(res.case.id)
         failing = [r for r in cited if r.status in _FAILING]
         ran = [r for r in cited if r.status != "not_applicable"]
+        unexercised = {r.case.id: r.unexercised[rid] for r in ran if rid in r.unexercised}
         state: RequirementState
         if failing:
             state = "failed"
         elif ran:
-            state = "passed"
+            state = "not_exercised" if len(unexercised) == len(ran) else "passed"
         elif cited:
             state = "not_applicable"
         else:
@@ -223,6 +243,7 @@ def requirement_status(
                 r.case.id: _na_reason(r) for r in cited if r.status == "not_applicable"
             },
             known_failure=bool(failing) and all(r.status == "xfailed" for r in failing),
+            unexercised=unexercised,
         )
     return out
 
@@ -293,6 +314,11 @@ def _no_case_reason(rid: str, st: RequirementStatus) -> str:
     return f"requirement {rid} had no case run (not applicable: {'; '.join(reasons)})"
 
 
+def _caveat(rid: str, st: RequirementStatus) -> str:
+    return (f"requirement {rid} was not exercised: the state it guards never arose for this "
+            f"node ({'; '.join(st.unexercised.values())})")
+
+
 def profile_verdicts(
     results: Sequence[CaseResult],
     catalog: Catalog,
@@ -306,7 +332,9 @@ def profile_verdicts(
     and listed in ``excluded``. SHOULD and MAY results are summarised in ``optional`` and never
     block certification. A MUST requirement cited by a case that was not applicable only
     because of a harness fault the adapter could not inject blocks it too, passed or not: one
-    reason per fault, first (``untested_faults``).
+    reason per fault, first (``untested_faults``). A MUST requirement whose guarded state never
+    arose for this node (``not_exercised``: its cases passed on a legal path that avoids the
+    state) does not block, and the certificate says so (``caveats``).
     """
     statuses = requirement_status(results, catalog)
     advertised = set(advertised_capabilities)
@@ -346,6 +374,8 @@ def profile_verdicts(
                 st.status == "not_applicable" and not set(st.not_applicable) <= fault_only
             ):  # (not applicable only for want of a fault: already said, once per fault)
                 reasons.append(_no_case_reason(r.id, st))
+        caveats = tuple(_caveat(r.id, statuses[r.id]) for r in must
+                        if statuses[r.id].status == "not_exercised")
         optional: dict[str, dict[str, int]] = {}
         for level in LEVELS:
             if level == "MUST":
@@ -363,7 +393,8 @@ def profile_verdicts(
                 certified=not reasons,
                 missing_capabilities=missing,
                 must=tuple(r.id for r in must),
-                must_passed=sum(1 for r in must if statuses[r.id].status == "passed"),
+                must_passed=sum(1 for r in must
+                                if statuses[r.id].status in ("passed", "not_exercised")),
                 failed=tuple(failed),
                 not_applicable=tuple(skipped),
                 untested=tuple(untested),
@@ -371,6 +402,7 @@ def profile_verdicts(
                 reasons=tuple(reasons),
                 optional=optional,
                 untested_faults=faults,
+                caveats=caveats,
             )
         )
     return verdicts
