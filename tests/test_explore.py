@@ -21,6 +21,7 @@ from conformance.explore import (
     explore,
     fixture_key,
     flow,
+    keep_fixture,
     make_step,
     probe,
     save_fixture,
@@ -282,3 +283,54 @@ def test_reference_recovery_makes_what_it_recovered_durable(tmp_path: Path) -> N
     (case,) = load_suite(path).cases
     result = run_case(case, resolve("reference").factory, 0)
     assert result.status == "passed", result.failure and result.failure.message
+
+
+def _finding(steps: list[tuple[str, dict[str, object]]], requirement: str,
+             failed_step: int | None) -> Finding:
+    made = [make_step(kind, args, i) for i, (kind, args) in enumerate(steps)]
+    case = Case(id="explore", description="d", requirements=(requirement,),
+                capabilities=("reader",), durability="synced", steps=tuple(made),
+                location=made[0].location, suite="explore")
+    return Finding(requirement, "m", made, case, failed_step=failed_step)
+
+
+# entry 10 is a type_error (it writes nothing) and entry 11 an ok: a correct node reads 11
+TYPE_ERROR_THEN_OK = [
+    ("open", {}),
+    ("apply", {"generate": {"kind": "add", "key": "n", "count": 8}}),
+    ("apply", {"entries": [{"kind": "raw", "ts": 100, "ops": [{"op": "put", "key": "s",
+                                                               "value": "x"}]}]}),
+    ("apply", {"entries": [{"kind": "raw", "ts": 101, "ops": [{"op": "add", "key": "s",
+                                                               "delta": 1}]}]}),
+    ("apply", {"entries": [{"kind": "raw", "ts": 102, "ops": [{"op": "add", "key": "n",
+                                                               "delta": 1}]}]}),
+]
+
+
+def test_a_fixture_that_fails_on_the_reference_is_not_saved(tmp_path: Path) -> None:
+    """Issue 11: an explored expectation the reference does not meet (last_applied_index 9
+    after a type_error at 10 and an ok at 11) is the generator's mistake: it is moved to
+    not-green/, with why, and no fixture is left where replays look."""
+    finding = _finding(TYPE_ERROR_THEN_OK + [
+        ("last_applied_index", {"expect": {"index": 9, "present": True}})], "ST-004", 5)
+    target = probe("mutant:hlc-lease-bumps-meta")
+    keep_fixture(finding, tmp_path, target, seed=0, spec=target.spec)
+    assert finding.rejected and finding.reference_green is False
+    assert finding.rejected_why == "it fails on the in-process reference too"
+    assert not list(tmp_path.glob("*.yaml")) and list((tmp_path / "not-green").glob("*.yaml"))
+
+
+def test_a_fixture_that_fails_at_another_step_than_found_is_not_saved(tmp_path: Path) -> None:
+    """The fixture must fail where it was found: the same sequence filed at step 2 but
+    failing at step 7 on the target is not the finding it claims to be."""
+    steps = TYPE_ERROR_THEN_OK + [("apply", {"entry": {"kind": "hlc_lease", "ceiling": 9}}),
+                                  ("last_applied_index", {"expect": {"index": 11}})]
+    target = probe("mutant:hlc-lease-bumps-meta")  # its lease records index 12
+    good = _finding(steps, "ST-004", 6)
+    keep_fixture(good, tmp_path / "good", target, seed=0, spec=target.spec)
+    assert good.replay_red and good.reference_green and not good.rejected, good.rejected_why
+    moved = _finding(steps, "ST-004", 1)
+    keep_fixture(moved, tmp_path / "moved", target, seed=0, spec=target.spec)
+    assert moved.rejected and moved.replay_red is False
+    assert moved.rejected_why == ("its replay does not fail the same way on the implementation:"
+                                  " it fails at step 7, found at step 2")

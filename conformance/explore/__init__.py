@@ -80,6 +80,7 @@ from .findings import (
     Found,
     Stats,
     collect_found,
+    failed_step,
     fixture_key,
     found_class,
     make_found,
@@ -87,9 +88,11 @@ from .findings import (
     throw,
 )
 from .fixtures import (
+    Verification,
     fixture_capabilities,
     fixture_text,
     flow,
+    keep_fixture,
     print_finding,
     save_fixture,
     step_line,
@@ -102,9 +105,9 @@ __all__ = [
     "ALPHABET", "ALWAYS_ENABLED", "DEFAULT_DATABASE", "DEFAULT_OUT", "KEYS", "MAX_CAMPAIGN",
     "OPERATION_POINTS", "RECOVERY_POINTS", "SNAPSHOT_TAMPERS", "SWITCHED",
     "Clock", "Driver", "ExhaustiveReport", "ExploreMachine", "ExploreReport", "Finding",
-    "Found", "NodeModel", "Stats", "Target",
+    "Found", "NodeModel", "Stats", "Target", "Verification",
     "add_parser", "campaign_seed", "collect_found", "command", "draw_entries", "draw_entry",
-    "exhaustive", "explore", "fixture_capabilities", "fixture_key", "fixture_text", "flow",
-    "found_class", "make_found", "make_step", "print_finding", "probe", "reblame",
+    "exhaustive", "explore", "failed_step", "fixture_capabilities", "fixture_key",
+    "fixture_text", "flow", "found_class", "keep_fixture", "make_found", "make_step", "print_finding", "probe", "reblame",
     "save_fixture", "sequences", "step_line", "step_requirements", "throw", "verify_fixture",
 ]

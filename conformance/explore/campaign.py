@@ -43,6 +43,7 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from .driver import Target, probe
 from .findings import Finding, Stats, collect_found
+from .findings import failed_step
 from .fixtures import keep_fixture, print_finding
 from .machine import ExploreMachine
 
@@ -77,7 +78,9 @@ class ExploreReport:
                             "duplicate": f.duplicate, "seen": f.seen,
                             "replay_red": f.replay_red,
                             "reference_green": f.reference_green,
-                            "rejected": f.rejected} for f in self.findings]
+                            "second_green": f.second_green,
+                            "rejected": f.rejected,
+                            "rejected_why": f.rejected_why} for f in self.findings]
         return out
 
 
@@ -153,7 +156,8 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
             if not found:
                 raise
             for f in found:
-                finding = Finding(f.requirement, f.failure.message, f.steps, f.case)
+                finding = Finding(f.requirement, f.failure.message, f.steps, f.case,
+                                  failed_step=failed_step(f))
                 # One fixture per violated requirement and run: a later campaign (another
                 # seed) usually shrinks the same bug to a different minimal sequence. Only
                 # a strictly shorter one replaces the fixture saved first.

@@ -57,7 +57,7 @@ from .driver import (
     Target,
     probe,
 )
-from .findings import Finding, Found, Stats
+from .findings import Finding, Found, Stats, failed_step
 from .fixtures import keep_fixture, print_finding
 
 # Crash points: each operation kind at its 1st..CRASH_NTH-th occurrence within its window.
@@ -92,7 +92,7 @@ class ExhaustiveReport:
         out = dataclasses.asdict(self)
         out["findings"] = [{"requirement": f.requirement, "message": f.message,
                             "steps": len(f.steps), "path": str(f.path) if f.path else None,
-                            "rejected": f.rejected}
+                            "rejected": f.rejected, "rejected_why": f.rejected_why}
                            for f in self.findings]
         return out
 
@@ -262,7 +262,8 @@ class _Exhaustive:
                 self.first_failure_s = time.monotonic() - self.target.stats.started
                 self.first_failure_states = self.states + 1
             if f.requirement not in self.findings:  # the first is among the shortest
-                finding = Finding(f.requirement, f.failure.message, f.steps, f.case)
+                finding = Finding(f.requirement, f.failure.message, f.steps, f.case,
+                                  failed_step=failed_step(f))
                 self.findings[f.requirement] = finding
                 if self.out is not None:
                     keep_fixture(finding, self.out, self.target, seed=None,

@@ -93,6 +93,13 @@ def throw(found: Found) -> NoReturn:
     raise found
 
 
+def failed_step(found: Found) -> int | None:
+    """The index of the step `found` failed at; None when the end-of-case check (the
+    replay to the log end and the state comparison) failed."""
+    step = found.failure.step
+    return None if step is None else step.index
+
+
 def collect_found(exc: BaseException) -> list[Found]:
     """The `Found` failures in what Hypothesis raised (one, or an exception group)."""
     if isinstance(exc, Found):
@@ -112,10 +119,19 @@ class Finding:
     case: Case
     path: Path | None = None
     duplicate: bool = False
-    replay_red: bool | None = None  # the saved fixture fails again on the implementation
+    # the step that failed (its index in `steps`); None when the end-of-case check failed
+    failed_step: int | None = None
+    # the saved fixture fails again on the implementation, at the same step, naming the
+    # same requirement
+    replay_red: bool | None = None
     reference_green: bool | None = None  # ... and passes on the in-process reference
+    # ... and on the second correct node (examples/journal_node), where it applies; None
+    # when that node is the target, or is not there
+    second_green: bool | None = None
     seen: int = 1  # how many campaigns of the run found this requirement violated
-    rejected: bool = False  # not green on the reference: saved apart (fixtures.keep_fixture)
+    # not a fixture (fixtures.keep_fixture): moved apart, with why
+    rejected: bool = False
+    rejected_why: str = ""
 
     def key(self) -> str:
         return fixture_key(self.requirement, self.case, self.steps)

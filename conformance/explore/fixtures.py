@@ -29,10 +29,11 @@ replay FILE --impl ...` runs again, with a `fixture:` block for its provenance:
 - The file name is the requirement and `fixture_key` (a hash of the requirement, the
   steps and the configuration): `save_fixture` never writes the same finding twice.
 - `verify_fixture` replays a saved fixture on the implementation (it must fail again,
-  naming the same requirement) and on the in-process reference (it must pass: a fixture
-  that fails on the reference is a generator's mistake, not a finding). `keep_fixture`
-  saves and replays, and moves a fixture that is not green on the reference out of the
-  way, to `not-green/`.
+  at the same step, naming the same requirement) and on two correct nodes, the in-process
+  reference and the independent `examples/journal_node` (each must pass: a fixture that
+  fails a correct node is a generator's or the oracle's mistake, not a finding).
+  `keep_fixture` saves and replays, and moves a fixture that is not all of that out of the
+  way, to `not-green/`, saying why.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -159,9 +162,41 @@ def save_fixture(finding: Finding, out_dir: Path, *, seed: int | None, identity:
     return path
 
 
-def verify_fixture(path: Path, target: Target) -> tuple[bool, bool]:
-    """Replay a saved fixture: (red on the implementation naming its requirement,
-    green on the in-process reference)."""
+SECOND_NODE = ROOT / "examples" / "journal_node" / "node.py"
+
+
+@dataclass
+class Verification:
+    """A saved fixture replayed at once (`verify_fixture`)."""
+
+    red: bool  # fails on the implementation, at the same step, naming the same requirement
+    red_why: str  # when not red: what the replay did instead
+    reference_green: bool  # passes (or does not apply) on the in-process reference
+    # passes (or does not apply) on the second correct node; None when it is the target or
+    # is not there
+    second_green: bool | None
+
+    def rejection(self) -> str:
+        """Why the fixture is not one ("" when it is)."""
+        if not self.reference_green:
+            return "it fails on the in-process reference too"
+        if self.second_green is False:
+            return "it fails on the second correct node (examples/journal_node) too"
+        if not self.red:
+            return f"its replay does not fail the same way on the implementation: {self.red_why}"
+        return ""
+
+
+def _where(step: int | None) -> str:
+    return "the end-of-case check" if step is None else f"step {step + 1}"
+
+
+def verify_fixture(path: Path, target: Target, failed_step: int | None = None,
+                   check_step: bool = False) -> Verification:
+    """Replay a saved fixture on the implementation (it must fail again, naming its
+    requirement, and with `check_step` at `failed_step`), on the in-process reference and
+    on the second correct node (both must pass, or find it not applicable): a fixture that
+    fails a correct node is the generator's or the oracle's mistake, not a finding."""
     from ..loader import load_suite
     from ..runner import run_case
 
@@ -169,29 +204,47 @@ def verify_fixture(path: Path, target: Target) -> tuple[bool, bool]:
     case = suite.cases[0]
     guards = (suite.fixture or {}).get("guards", [])
     got = run_case(case, target.impl.factory, target.seed)
-    red = got.status == "failed" and (not guards or got.violations == [guards[0]])
+    red, red_why = got.status == "failed", ""
+    if not red:
+        red_why = f"it {got.status}"
+    elif guards and got.violations != [guards[0]]:
+        red, red_why = False, f"it names {', '.join(got.violations) or 'no requirement'}"
+    elif check_step:
+        step = got.failure.step.index if got.failure and got.failure.step else None
+        if step != failed_step:
+            red, red_why = False, f"it fails at {_where(step)}, found at {_where(failed_step)}"
+    ok = ("passed", "not_applicable")
     ref = run_case(case, resolve("reference", seed=target.seed).factory, target.seed)
-    return red, ref.status in ("passed", "not_applicable")
+    second: bool | None = None
+    if SECOND_NODE.is_file() and str(SECOND_NODE.relative_to(ROOT)) not in target.spec:
+        command = f"{sys.executable} {SECOND_NODE} --data-dir {{data_dir}}"
+        second = run_case(case, resolve(command, seed=target.seed).factory,
+                          target.seed).status in ok
+    return Verification(red, red_why, ref.status in ok, second)
 
 
 def keep_fixture(finding: Finding, out_dir: Path, target: Target, *, seed: int | None,
                  spec: str, verify: bool = True) -> None:
     """Save `finding` under `out_dir` and, with `verify`, replay it at once (`verify_fixture`).
 
-    A fixture must be green on the reference to be one: a new fixture that fails on the
-    in-process reference is moved to `out_dir/not-green/` (`finding.rejected`), where
-    nothing that runs `out_dir/*.yaml` picks it up; it is a problem of the generator or of
-    the harness, kept so that it can be reported."""
+    A fixture must fail the implementation the way it was found and pass on the correct
+    nodes to be one: otherwise it is moved to `out_dir/not-green/` (`finding.rejected`,
+    with `rejected_why`), where nothing that runs `out_dir/*.yaml` picks it up; it is a
+    problem of the generator, of the oracle or of the node's determinism, kept so that it
+    can be reported."""
     save_fixture(finding, out_dir, seed=seed, identity=target.identity, spec=spec)
     if not verify or finding.duplicate:
         return
     assert finding.path is not None
-    finding.replay_red, finding.reference_green = verify_fixture(finding.path, target)
-    if not finding.reference_green:
+    v = verify_fixture(finding.path, target, finding.failed_step, check_step=True)
+    finding.replay_red, finding.reference_green, finding.second_green = (
+        v.red, v.reference_green, v.second_green)
+    why = v.rejection()
+    if why:
         finding.path.unlink()
         save_fixture(finding, out_dir / REJECTED, seed=seed, identity=target.identity,
                      spec=spec)
-        finding.duplicate, finding.rejected = False, True
+        finding.duplicate, finding.rejected, finding.rejected_why = False, True, why
 
 
 def print_finding(f: Finding, out: TextIO) -> None:
@@ -199,13 +252,15 @@ def print_finding(f: Finding, out: TextIO) -> None:
     then the minimal sequence, one step a line."""
     where = f" -> {f.path}{' (duplicate)' if f.duplicate else ''}" if f.path else ""
     if f.rejected:
-        where += " (NOT a fixture: it fails on the reference too; please report it)"
+        where += f" (NOT a fixture: {f.rejected_why}; please report it)"
     if f.seen > 1:
         where += " (shorter than the earlier one for this requirement: replaces it)"
     verdict = ""
     if f.replay_red is not None:
         verdict = (f"; replay {'red' if f.replay_red else 'NOT RED'}, reference "
                    f"{'green' if f.reference_green else 'NOT GREEN'}")
+        if f.second_green is not None:
+            verdict += f", second node {'green' if f.second_green else 'NOT GREEN'}"
     print(f"FOUND {f.message.splitlines()[0]} ({len(f.steps)} steps){where}"
           f"{verdict}", file=out, flush=True)
     for s in f.steps:
