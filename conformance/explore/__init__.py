@@ -108,6 +108,7 @@ __all__ = [
     "Found", "NodeModel", "Stats", "Target", "Verification",
     "add_parser", "campaign_seed", "collect_found", "command", "draw_entries", "draw_entry",
     "exhaustive", "explore", "failed_step", "fixture_capabilities", "fixture_key",
-    "fixture_text", "flow", "found_class", "keep_fixture", "make_found", "make_step", "print_finding", "probe", "reblame",
+    "fixture_text", "flow", "found_class", "keep_fixture", "make_found", "make_step",
+    "print_finding", "probe", "reblame",
     "save_fixture", "sequences", "step_line", "step_requirements", "throw", "verify_fixture",
 ]

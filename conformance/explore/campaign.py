@@ -42,8 +42,7 @@ from hypothesis.errors import Unsatisfiable
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from .driver import Target, probe
-from .findings import Finding, Stats, collect_found
-from .findings import failed_step
+from .findings import Finding, Stats, collect_found, failed_step
 from .fixtures import keep_fixture, print_finding
 from .machine import ExploreMachine
 
