@@ -61,7 +61,7 @@ def gaps(catalog: Catalog, cases: list[Case], adapter: str) -> list[str]:
 
 
 def test_the_adapters_fault_sets_are_what_the_adapters_say() -> None:
-    assert LAYER_FAULTS == {"power_loss", "crash_points", "sync_accounting"}
+    assert {"power_loss", "crash_points", "sync_accounting"} == LAYER_FAULTS
     assert ADAPTER_FAULTS["in process"] >= LAYER_FAULTS
 
 

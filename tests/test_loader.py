@@ -22,7 +22,9 @@ from conformance.loader import (
     load_schema,
     load_suite,
     load_suites,
+    semantics,
     validate_paths,
+    yaml_doc,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,11 +370,11 @@ def test_non_json_values_are_rejected(tmp_path: Path) -> None:
 def test_missing_catalog_module_skips_requirement_check(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "conformance.catalog", None)  # import now fails
-    loader._default_catalog.cache_clear()
+    semantics._default_catalog.cache_clear()
     try:
         suite = load_suite(INVALID / "unknown_requirement.yaml")
     finally:
-        loader._default_catalog.cache_clear()
+        semantics._default_catalog.cache_clear()
     assert suite.cases[0].requirements == ("SP-001", "SP-999")
 
 
@@ -420,7 +422,7 @@ def test_suite_error_renders_one_line_per_problem() -> None:
 
 
 def test_alias_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader, "MAX_NODES", 1000)
+    monkeypatch.setattr(yaml_doc, "MAX_NODES", 1000)
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 8)]
     path = write_suite(tmp_path, "t", "\n".join(lines) + "\n")
