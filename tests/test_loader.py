@@ -329,6 +329,9 @@ def test_duplicate_case_id_across_files() -> None:
      11, "snapshot 's' is no longer pending: step 2 already persisted it"),
     ("- snapshot_begin: {name: s}\n- crash: {mode: process}\n- restart: {}\n- open: {}\n"
      "- snapshot_persist: {name: s}", 13, "the crash at step 2 discarded it"),
+    ("- open: {exercises: {CS-002: {outcome: executed}}}", 9,
+     "exercises names 'CS-002', which the case does not cite"),
+    ("- open: {exercises: {cs-002: {outcome: executed}}}", 9, "does not match"),
 ])
 def test_single_problem(tmp_path: Path, steps: str, line: int, expected: str) -> None:
     path = write_suite(tmp_path, "t", one_case(steps))

@@ -170,6 +170,13 @@ def _semantic_problems(doc: Document, stem: str, catalog: CatalogLike | None) ->
                     add((*spath, kind, "raw"),
                         f"raw is sent as is; it cannot be combined with {_one_of(extra)}",
                         at_key=True)
+            exercises = args.get("exercises")
+            if isinstance(exercises, dict) and isinstance(reqs, list):
+                for rid in exercises:
+                    if rid not in reqs:
+                        add((*spath, kind, "exercises", rid),
+                            f"exercises names {rid!r}, which the case does not cite; add it "
+                            "to the case's requirements", at_key=True)
             needs = _step_needs(kind, args)
             if needs and needs not in caps and not _expects_unsupported(args):
                 add(spath, f"{kind} needs capability {needs!r}; "
