@@ -91,6 +91,22 @@ class ModelLog:
                 rows.append([key, value, ts])
         return rows
 
+    def install_is_faithful(self) -> bool:
+        """Whether `rows` carry everything that can change how later entries are judged.
+
+        Rows carry each live key's latest version only. Older versions of a live key never
+        matter (the latest is newer than all of them), but a key whose latest version is a
+        tombstone does (its timestamp makes a transaction started before it conflict), and
+        so do rollback markers (a later prepare of that transaction is aborted): after such
+        an install the node, which never received them, and this model may judge the next
+        entries differently. Handwritten cases avoid it; exploration installs only when
+        this holds."""
+        store = self._node.store
+        assert store is not None
+        if store.intents() or store.rollbacks():
+            return False
+        return all(store.versions(k)[-1][1] is not None for k in store.user_keys())
+
     def max_lease_between(self, low: int, high: int) -> int:
         """The highest ceiling any entry in (low, high] carries (0 if none)."""
         best = 0
@@ -317,6 +333,11 @@ class Oracle:
                                      f"a pointer at {snap} is saved only after the pin, so "
                                      f"meta >= {snap}: allowed pairs are (Y, X' < X), (X, X'), "
                                      "(X, X), (Z > X, X)"))
+            if (not header) != (reason == "not_header_applier" and outcome == "fallback"):
+                out.append(Violation(
+                    "CS-008", f"outcome {outcome!r} reason {reason!r} with have {have}",
+                    "fallback with reason not_header_applier exactly when the node lacks "
+                    "header_applier (docs/protocol.md, open step 3)"))
             if reason is None or reason == "not_header_applier":
                 if have >= snap and header and outcome != "skipped":
                     out.append(Violation("CS-001", f"have {have} >= snap {snap} but outcome "

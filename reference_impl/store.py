@@ -291,6 +291,9 @@ class Store:
     def has_rollback(self, txn: str) -> bool:
         return txn in self._rollbacks
 
+    def rollbacks(self) -> list[str]:
+        return sorted(self._rollbacks)
+
     def user_keys(self, prefix: str = "") -> list[str]:
         return sorted(k for k in self._versions if k.startswith(prefix))
 

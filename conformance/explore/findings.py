@@ -129,6 +129,8 @@ class Finding:
     # when that node is the target, or is not there
     second_green: bool | None = None
     seen: int = 1  # how many campaigns of the run found this requirement violated
+    # steps the last shrinking pass removed after Hypothesis' (minimize.py)
+    minimized: int = 0
     # not a fixture (fixtures.keep_fixture): moved apart, with why
     rejected: bool = False
     rejected_why: str = ""

@@ -111,6 +111,8 @@ def fixture_text(finding: Finding, stem: str, *, seed: int | None, identity: str
         message = message[:157] + "..."
     notes = (f"{len(finding.steps)} steps"
              + (f", shrunk by Hypothesis from {shrunk_from}" if shrunk_from else "")
+             + (f", {finding.minimized} more removed by the last shrinking pass"
+                if finding.minimized else "")
              + f"; the failure: {message}; reproduce with: conformance replay "
              f"{out_dir / (stem + '.yaml')} --impl {spec!r}")
     catches = spec.split(":", 1)[1] if spec.startswith(("mutant:", "mutant-process:")) else identity
@@ -225,13 +227,18 @@ def verify_fixture(path: Path, target: Target, failed_step: int | None = None,
 
 def keep_fixture(finding: Finding, out_dir: Path, target: Target, *, seed: int | None,
                  spec: str, verify: bool = True) -> None:
-    """Save `finding` under `out_dir` and, with `verify`, replay it at once (`verify_fixture`).
+    """Save `finding` under `out_dir` and, with `verify`, first drop the steps it does not
+    need (`minimize.minimize`), then replay it at once (`verify_fixture`).
 
     A fixture must fail the implementation the way it was found and pass on the correct
     nodes to be one: otherwise it is moved to `out_dir/not-green/` (`finding.rejected`,
     with `rejected_why`), where nothing that runs `out_dir/*.yaml` picks it up; it is a
     problem of the generator, of the oracle or of the node's determinism, kept so that it
     can be reported."""
+    if verify:
+        from .minimize import minimize
+
+        finding.minimized = minimize(finding, target)
     save_fixture(finding, out_dir, seed=seed, identity=target.identity, spec=spec)
     if not verify or finding.duplicate:
         return

@@ -36,8 +36,6 @@ from typing import Any
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from reference_impl.errors import NodeError
-
 from .driver import Driver, Target
 from .entries import Clock
 from .findings import Found, reblame, throw
@@ -251,8 +249,5 @@ class NodeModel(RuleBasedStateMachine):
     def _install_possible(self) -> bool:
         if not (self.is_open() and self.has("install_snapshot") and not self.pin_error):
             return False
-        try:
-            self.drv.runner.o.log.rows()  # the harness cannot install prepared intents
-        except NodeError:
-            return False
-        return True
+        # the harness cannot install prepared intents, tombstones or rollback markers
+        return self.drv.runner.o.log.install_is_faithful()
