@@ -334,3 +334,29 @@ def test_a_fixture_that_fails_at_another_step_than_found_is_not_saved(tmp_path: 
     assert moved.rejected and moved.replay_red is False
     assert moved.rejected_why == ("its replay does not fail the same way on the implementation:"
                                   " it fails at step 7, found at step 2")
+
+
+def test_a_nondeterministic_node_is_reported_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis gives up with Flaky when the same sequence goes differently on a rerun
+    (a real library's background flusher did that under power loss): the run reports it
+    and goes on, instead of ending in a traceback."""
+    import io
+
+    from hypothesis.errors import FlakyStrategyDefinition
+
+    from conformance.explore import campaign
+
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise FlakyStrategyDefinition("Inconsistent data generation! Data generation "
+                                      "behaved differently between different runs.")
+
+    monkeypatch.setattr(campaign, "run_state_machine_as_test", flaky)
+    log = io.StringIO()
+    report = explore("reference", max_examples=5, out=tmp_path, database=None, log=log)
+    assert report.findings == [] and len(report.nondeterministic) == len(calls) >= 1
+    assert "Inconsistent data generation" in report.nondeterministic[0]
+    assert "NOT DETERMINISTIC" in log.getvalue()

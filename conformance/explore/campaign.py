@@ -38,7 +38,7 @@ from typing import Any, TextIO, cast
 import hypothesis
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from .driver import Target, probe
@@ -64,6 +64,10 @@ class ExploreReport:
     first_failure_steps: int | None
     first_failure_examples: int | None
     hypothesis_version: str = hypothesis.__version__
+    # campaigns Hypothesis gave up on because the node answered the same sequence
+    # differently when it was run again (its message): a nondeterministic node, reported
+    # instead of a traceback; no fixture can be saved from them
+    nondeterministic: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def steps_per_s(self) -> float:
@@ -114,6 +118,7 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
     rate = 0.0  # sequences per second in the last campaign
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     findings: dict[str, Finding] = {}
+    nondeterministic: list[str] = []
     campaigns = 0
 
     def factory() -> ExploreMachine:
@@ -152,7 +157,14 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
             pass  # the budget ran out before this campaign generated a sequence
         except BaseException as exc:  # noqa: BLE001 - Found, or a group of them
             found = collect_found(exc)
-            if not found:
+            if not found and isinstance(exc, Flaky):
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                nondeterministic.append(f"campaign {campaigns}: {first}")
+                if log is not None:
+                    print(f"NOT DETERMINISTIC (campaign {campaigns}): the node answered a "
+                          f"sequence differently when it ran again; Hypothesis: {first}",
+                          file=log, flush=True)
+            elif not found:
                 raise
             for f in found:
                 finding = Finding(f.requirement, f.failure.message, f.steps, f.case,
@@ -181,7 +193,7 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
     return ExploreReport(spec, target.identity, seed, time.monotonic() - stats.started,
                          stats.examples, stats.steps, campaigns, list(findings.values()),
                          stats.first_failure_s, stats.first_failure_steps,
-                         stats.first_failure_examples)
+                         stats.first_failure_examples, nondeterministic=nondeterministic)
 
 
 @contextlib.contextmanager
