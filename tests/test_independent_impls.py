@@ -158,3 +158,33 @@ def test_minimal_node_is_certified_baseline(cases: list[Case]) -> None:
     results = run(cases, MINIMAL)
     assert not failing(results), show(results)
     certify(results, MINIMAL, "baseline")
+
+
+# -- 4. the second correct node, written from the documents alone (issue 11) ----------------
+
+JOURNAL = REPO / "examples" / "journal_node" / "node.py"
+# --capabilities -> the profile it claims (the highest its capabilities reach); the full
+# capability set claims complete-restore-pin, so all five profiles are judged there
+JOURNAL_PROFILES = {
+    "": "baseline",
+    "reader,header_applier,writer": "skip",
+    "reader,writer,header_applier,unsynced_mode,failpoints,tamper_hooks,install_snapshot,"
+    "pin_after_restore": "complete-restore-pin",
+}
+
+
+@pytest.mark.parametrize("capabilities", sorted(JOURNAL_PROFILES))
+def test_journal_node_is_certified_at_every_profile_it_claims(cases: list[Case],
+                                                             capabilities: str) -> None:
+    """examples/journal_node was written by someone who read only docs/protocol.md,
+    docs/entry-semantics.md and docs/requirements.md. A correct node the suite has never
+    seen must be certified at the profile it claims, and every profile below it, through
+    the local-process adapter; a failing case is a spec bug (doc, oracle or case)."""
+    results = run(cases, JOURNAL, "--capabilities", capabilities)
+    assert not failing(results), show(results)
+    caps = frozenset(c for c in capabilities.split(",") if c)
+    verdicts = {v.name: v for v in profile_verdicts(results, load_catalog(), caps)}
+    claimed = JOURNAL_PROFILES[capabilities]
+    order = list(verdicts)
+    for name in order[:order.index(claimed) + 1]:
+        assert verdicts[name].certified, (name, verdicts[name].reasons)
