@@ -297,7 +297,12 @@ class Oracle:
         d = self.d
         n = self.log.last_index
 
-        if not d.pointer_floor <= snap <= max(d.pointer_ceiling, d.pointer_floor):
+        if snap < d.pointer_floor:
+            out.append(Violation(
+                "SP-007", f"the snapshot pointer is at {snap}",
+                f">= {d.pointer_floor}: the last persist or install that replied must survive "
+                f"a {'power loss' if self.last_crash == 'power' else 'crash'}"))
+        elif not snap <= max(d.pointer_ceiling, d.pointer_floor):
             out.append(Violation(
                 "CO-001", f"the snapshot pointer is at {snap}",
                 f"between {d.pointer_floor} (last acknowledged persist) and "
