@@ -439,9 +439,10 @@ def probed(probe: dict[str, float]) -> Iterator[None]:
             super().__init__(disk, sync=sync, failpoints=failpoints)
             probe["store_recovery"] += time.perf_counter() - t0
 
-        def restore(self, state: dict[str, Any], pin: int | None) -> None:
+        def restore(self, state: dict[str, Any], pin: int | None,
+                    keep_meta_at_most: int | None = None) -> None:
             t0 = time.perf_counter()
-            super().restore(state, pin)
+            super().restore(state, pin, keep_meta_at_most)
             probe["restore"] += time.perf_counter() - t0
 
     def timed_decode(body: bytes) -> dict[str, Any]:
