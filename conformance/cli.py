@@ -28,6 +28,7 @@ from pathlib import Path
 from . import __version__, explore, mutation
 from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
+from .explore.budget import DEFAULT_SEQUENCES, explore_for_certificate
 from .impls import Implementation, ImplementationUnavailable, resolve
 from .loader import SuiteError, load_suites, validate_paths
 from .report import ReportPaths, RunInfo, profile_verdicts, write_report
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command")
     certify = sub.add_parser("certify", help="run every suite and write the certification report")
     _add_run_options(certify)
+    certify.add_argument(
+        "--explore", type=int, default=DEFAULT_SEQUENCES, metavar="N",
+        help="after the suites, explore N generated sequences with --seed (reproducible); "
+             "every verified finding fails the certificate like a failing case, its fixture "
+             f"under OUT/explore/ (default {DEFAULT_SEQUENCES}; 0 skips it)")
     certify.add_argument("--suites", type=Path, nargs="*", default=None,
                          help="suite files or directories (default: the suites/ folder)")
     run = sub.add_parser("run", help="run selected suite files or cases")
@@ -129,13 +135,23 @@ def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, comm
     progress = Progress(verbose=args.verbose)
     results = run_all(cases, impl, args.seed, expected, progress, args.differential)
     progress.done()
+    exploration = None
+    if getattr(args, "explore", 0) > 0:
+        print(f"conformance: exploring {args.explore} generated sequences (seed {args.seed}; "
+              "--explore 0 skips it)", file=sys.stderr)
+        done, found = explore_for_certificate(args.impl, impl, sequences=args.explore,
+                                              seed=args.seed, out=args.out / "explore",
+                                              timeout=args.timeout, log=sys.stderr)
+        results += found
+        exploration = {**done.to_dict(), "summary": done.summary()}
+        print(f"conformance: exploration: {done.summary()}", file=sys.stderr)
     duration = time.monotonic() - t0
     identity, advertised, unavailable = _identity(results, impl)
     info = RunInfo(implementation=identity, adapter=impl.name,
                    protocol_version=PROTOCOL_VERSION, capabilities=sorted(advertised),
                    profile=args.profile, seed=args.seed, started=started_wall,
                    duration_s=round(duration, 3), command=command, harness_version=__version__,
-                   unavailable_faults=unavailable)
+                   unavailable_faults=unavailable, exploration=exploration)
     paths = write_report(results, catalog, info, args.out)
     return _summarize(results, catalog, advertised, args.profile, duration, paths)
 

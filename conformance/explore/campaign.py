@@ -100,10 +100,12 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
             database: Path | None = DEFAULT_DATABASE, shrink: bool = True,
             stop_at_first: bool = False, step_count: int = 40, batch: int | None = None,
             timeout: float = 10.0, verify: bool = True, target: Target | None = None,
-            log: TextIO | None = None, hide: Iterable[str] = ()) -> ExploreReport:
+            log: TextIO | None = None, hide: Iterable[str] = (),
+            shrink_time: float | None = None) -> ExploreReport:
     """Explore `spec` until the time or example budget is spent (or, with stop_at_first,
     until the first failure). Each campaign is one Hypothesis run with its own seed,
-    derived from `seed`; failures are shrunk (unless shrink=False), saved under `out`
+    derived from `seed`; failures are shrunk (unless shrink=False; for at most
+    `shrink_time` seconds per campaign when there is no time budget), saved under `out`
     (deduplicated) and replayed (verify)."""
     if time_budget is None and max_examples is None:
         time_budget = 60.0
@@ -149,7 +151,8 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
         examples_before, started = stats.examples, time.monotonic()
         campaigns += 1
         try:
-            with _shrink_budget(None if deadline is None else deadline - time.monotonic()):
+            with _shrink_budget(shrink_time if deadline is None
+                                else deadline - time.monotonic()):
                 # (it takes any callable that returns a machine)
                 run_state_machine_as_test(cast("type[RuleBasedStateMachine]", factory),
                                           settings=conf)

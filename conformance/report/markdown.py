@@ -110,6 +110,8 @@ def render_markdown(
         + (", ".join(_code(c) for c in sorted(info.capabilities)) or "none"),
         f"- **Claimed profile**: {_code(info.profile) if info.profile else 'none'}",
         "- **Harness faults not available**: " + _faults_line(data["info"]["unavailable_faults"]),
+        "- **Exploration**: " + (_cell(info.exploration["summary"]) if info.exploration
+                                 else "none (`--explore 0`, or not a certify run)"),
         f"- **Seed**: {info.seed}",
         f"- **Started**: {info.started}",
         f"- **Duration**: {info.duration_s:.2f} s",

@@ -60,6 +60,9 @@ class RunInfo:
     harness_version: str
     # harness faults the adapter said it could not inject in this run, with its reason
     unavailable_faults: dict[str, str] = field(default_factory=dict)
+    # the seeded exploration the certificate includes (explore/budget.py Exploration.to_dict,
+    # plus its one-line "summary"); None when none ran
+    exploration: dict[str, Any] | None = None
 
     def identity(self) -> str:
         name = str(self.implementation.get("name", "unknown implementation"))
