@@ -175,6 +175,12 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"| Exhaustive d={meta.get('depth', '?')} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    lengths = sorted(r.shrink.shrunk_steps for r in rows
+                     if r.shrink is not None and r.shrink.shrunk_steps is not None)
+    if lengths:
+        out[2:2] = [f"Saved fixtures (seed 0, after Hypothesis' shrinking and the last pass "
+                    f"that drops every removable step): median {statistics.median(lengths):g} "
+                    f"steps, longest {lengths[-1]}, over {len(lengths)} fixtures.", ""]
     for r in rows:
         reqs = sorted({a.requirement for a in r.kills if a.requirement})
         # the slowest seed: a survivor is slower than the budget
