@@ -215,7 +215,9 @@ def probe(spec: str, *, seed: int = 0, timeout: float = 10.0, hide: Iterable[str
     adapter = impl.factory(case)
     try:
         hello = adapter.start("synced")
-        caps = hello.capabilities | adapter.fault_capabilities
+        # the faults the adapter can inject here (runner.missing_capabilities does the same)
+        caps = hello.capabilities | (adapter.fault_capabilities
+                                     - set(adapter.unavailable_faults()))
         name = f"{hello.implementation.get('name', '?')} {hello.implementation.get('version', '')}"
     finally:
         adapter.close()
