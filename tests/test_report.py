@@ -145,16 +145,41 @@ def test_requirement_statuses() -> None:
         "CS-002": "untested",
         "SP-001": "passed",
         "SP-002": "untested",
-        "ST-001": "failed",  # st-pass passed but st-fail, which also cites it, failed
+        # st-fail also cites ST-001, but its failure names ST-002: it stopped before it
+        # checked ST-001, which st-pass passed
+        "ST-001": "passed",
         "ST-002": "failed",
     }
     st001 = statuses["ST-001"]
     assert st001.cases == {"passed": ["st-pass"], "failed": ["st-fail"]}
-    assert st001.failures == {"st-fail": "st-fail: pointer saved before the pin"}
+    assert st001.failures == {}
+    assert st001.interrupted == {"st-fail": "st-fail: pointer saved before the pin"}
+    assert statuses["ST-002"].failures == {"st-fail": "st-fail: pointer saved before the pin"}
     assert statuses["ST-002"].cases == {"failed": ["st-fail"]}
     assert statuses["CS-001"].not_applicable == {"cs-na": "missing capability reader"}
     assert statuses["CS-002"].cases == {}
     assert statuses["SP-001"].case_ids == ["sp-pass"]
+
+
+def test_a_failure_fails_what_it_names_and_interrupts_the_rest() -> None:
+    """A case that fails on CS-002 before it checks SP-006 does not fail SP-006 (a node
+    correct at a profile with SP-006 and without CS-002 would be rejected for nothing), nor
+    pass it: SP-006 is interrupted, and blocks the profile unless another case checks it.
+    A failure that names nothing (the node died) fails every requirement the case cites.
+    Each case counts once per requirement, even when it names the one it cites."""
+    cat = small_catalog()
+    stopped = make_result(make_case("c", ("CS-001", "ST-001")), "failed")  # names CS-001
+    st = requirement_status([stopped], cat)
+    assert st["CS-001"].status == "failed" and st["CS-001"].case_ids == ["c"]
+    assert st["ST-001"].status == "interrupted" and list(st["ST-001"].interrupted) == ["c"]
+    baseline = next(v for v in profile_verdicts([stopped], cat, []) if v.name == "baseline")
+    assert not baseline.certified
+    assert any(r.startswith("requirement ST-001 had no case run to completion (case c "
+                            "stopped before checking it: c: pointer saved") for r in baseline.reasons)
+    died = make_result(make_case("d", ("CS-001", "ST-001")), "failed",
+                       failure=Failure("the node died", requirement=None))
+    st = requirement_status([died], cat)
+    assert st["CS-001"].status == st["ST-001"].status == "failed"
 
 
 def test_passed_needs_one_case_that_ran() -> None:
@@ -410,8 +435,9 @@ def test_json_round_trip(written: tuple[Path, dict[str, Any]]) -> None:
         "xfailed": 1, "xpassed": 0,
     }
     assert summary["requirements"] == {
-        "total": 6, "passed": 1, "not_exercised": 0, "failed": 3, "not_applicable": 1,
-        "untested": 1,
+        # ST-001: passed by st-pass; st-fail, which fails on ST-002, stopped before it
+        "total": 6, "passed": 2, "not_exercised": 0, "failed": 2, "interrupted": 0,
+        "not_applicable": 1, "untested": 1,
     }
     assert summary["claimed_profile"] == {"name": "skip", "known": True, "certified": False}
     assert data["info"]["seed"] == 1234

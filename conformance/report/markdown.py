@@ -81,6 +81,7 @@ def _status_word(st: RequirementStatus) -> str:
     words = {
         "passed": "passed",
         "not_exercised": "passed, not exercised",
+        "interrupted": "**not checked** (its cases stopped at another failure)",
         "failed": "**FAILED**",
         "not_applicable": "not applicable",
         "untested": "untested",

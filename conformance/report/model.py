@@ -32,9 +32,10 @@ from typing import Any, Literal
 from conformance.cases import CaseResult
 from conformance.catalog import LEVELS, Catalog
 
-RequirementState = Literal["passed", "not_exercised", "failed", "not_applicable", "untested"]
+RequirementState = Literal["passed", "not_exercised", "failed", "interrupted",
+                           "not_applicable", "untested"]
 REQUIREMENT_STATUSES: tuple[RequirementState, ...] = (
-    "passed", "not_exercised", "failed", "not_applicable", "untested",
+    "passed", "not_exercised", "failed", "interrupted", "not_applicable", "untested",
 )
 CASE_STATUSES = ("passed", "failed", "error", "not_applicable", "xfailed", "xpassed")
 _PASSING = frozenset({"passed", "xpassed"})
@@ -86,6 +87,9 @@ class RequirementStatus:
     known_failure: bool = False
     # case id -> why that passing case did not exercise it (CaseResult.unexercised)
     unexercised: dict[str, str] = field(default_factory=dict)
+    # case id -> the failure that stopped that citing case before it checked this
+    # requirement (the failure named another one)
+    interrupted: dict[str, str] = field(default_factory=dict)
 
     @property
     def case_ids(self) -> list[str]:
@@ -100,6 +104,7 @@ class RequirementStatus:
             "failures": self.failures,
             "not_applicable": self.not_applicable,
             "unexercised": self.unexercised,
+            "interrupted": self.interrupted,
         }
 
 
@@ -208,15 +213,17 @@ def requirement_status(
     of them exercised it.
     ``not_exercised``: cases citing it ran and passed, but in every one the node legally took
     a path where the state it guards never arose (``CaseResult.unexercised``).
+    ``interrupted``: no citing case passed or failed it: each that ran stopped at a failure
+    that named another requirement, before it checked this one. A failing case fails the
+    requirements its failure names; when it names none (the node died, a harness error),
+    every requirement it cites.
     ``failed``: some case citing it (or naming it as violated) failed, errored or xfailed.
     ``not_applicable``: every citing case was not applicable.
     ``untested``: no case cites it.
     """
     evidence: dict[str, list[CaseResult]] = {r.id: [] for r in catalog.requirements}
     for result in _order(results):
-        ids = list(result.case.requirements)
-        ids += [rid for rid in _named_violations(result) if rid not in ids]
-        for rid in ids:
+        for rid in dict.fromkeys([*result.case.requirements, *_named_violations(result)]):
             if rid in evidence:
                 evidence[rid].append(result)
     out: dict[str, RequirementStatus] = {}
@@ -225,14 +232,18 @@ def requirement_status(
         cases: dict[str, list[str]] = {}
         for res in cited:
             cases.setdefault(res.status, []).append(res.case.id)
-        failing = [r for r in cited if r.status in _FAILING]
-        ran = [r for r in cited if r.status != "not_applicable"]
+        failing = [r for r in cited if r.status in _FAILING and _fails(r, rid)]
+        stopped = {r.case.id: _failure_message(r) for r in cited
+                   if r.status in _FAILING and not _fails(r, rid)}
+        ran = [r for r in cited if r.status != "not_applicable" and r.case.id not in stopped]
         unexercised = {r.case.id: r.unexercised[rid] for r in ran if rid in r.unexercised}
         state: RequirementState
         if failing:
             state = "failed"
         elif ran:
             state = "not_exercised" if len(unexercised) == len(ran) else "passed"
+        elif stopped:
+            state = "interrupted"
         elif cited:
             state = "not_applicable"
         else:
@@ -247,8 +258,16 @@ def requirement_status(
             },
             known_failure=bool(failing) and all(r.status == "xfailed" for r in failing),
             unexercised=unexercised,
+            interrupted=stopped,
         )
     return out
+
+
+def _fails(result: CaseResult, rid: str) -> bool:
+    """Whether a failing case fails `rid`: the requirements its failure names, or, when it
+    names none, every one it cites."""
+    named = _named_violations(result)
+    return rid in named if named else True
 
 
 def unavailable_faults(results: Iterable[CaseResult], info: RunInfo) -> dict[str, str]:
@@ -313,6 +332,10 @@ def _fault_reason(fault: str, gap: UntestedFault) -> str:
 def _no_case_reason(rid: str, st: RequirementStatus) -> str:
     if st.status == "untested":
         return f"requirement {rid} had no case run (no case cites it)"
+    if st.status == "interrupted":
+        first = next(iter(st.interrupted.items()))
+        return (f"requirement {rid} had no case run to completion (case {first[0]} stopped "
+                f"before checking it: {first[1].splitlines()[0]})")
     reasons = sorted(set(st.not_applicable.values()))
     return f"requirement {rid} had no case run (not applicable: {'; '.join(reasons)})"
 
@@ -373,7 +396,7 @@ def profile_verdicts(
                 reasons.append(
                     f"requirement {r.id} failed by case {', '.join(st.failures)}{known}"
                 )
-            elif st.status == "untested" or (
+            elif st.status in ("untested", "interrupted") or (
                 st.status == "not_applicable" and not set(st.not_applicable) <= fault_only
             ):  # (not applicable only for want of a fault: already said, once per fault)
                 reasons.append(_no_case_reason(r.id, st))
