@@ -360,3 +360,22 @@ def test_a_nondeterministic_node_is_reported_not_a_traceback(
     assert report.findings == [] and len(report.nondeterministic) == len(calls) >= 1
     assert "Inconsistent data generation" in report.nondeterministic[0]
     assert "NOT DETERMINISTIC" in log.getvalue()
+
+
+def test_the_last_shrinking_pass_drops_every_step_the_failure_does_not_need() -> None:
+    """A read in the middle and an unrelated entry are not needed for the mutant's lease to
+    record its index; the pass drops them, keeps the failing step where it fails, and keeps
+    every step whose removal would turn the expectation false on the reference too."""
+    from conformance.explore.minimize import minimize
+
+    steps = [("open", {}),
+             ("apply", {"entry": {"kind": "raw", "ts": 1, "ops": [{"op": "put", "key": "a",
+                                                                    "value": "1"}]}}),
+             ("get", {"key": "a"}),
+             ("apply", {"entry": {"kind": "hlc_lease", "ceiling": 9}}),
+             ("last_applied_index", {"expect": {"index": 1, "present": True}})]
+    finding = _finding(steps, "ST-004", 4)
+    target = probe("mutant:hlc-lease-bumps-meta")
+    assert minimize(finding, target) == 1
+    assert [s.kind for s in finding.steps] == ["open", "apply", "apply", "last_applied_index"]
+    assert finding.failed_step == 3

@@ -15,7 +15,8 @@ a removal only when
   the reference fail too, and is undone.
 
 Each trial is one case run on each node; a fixture of n steps costs O(n^2) runs at worst,
-which for the lengths Hypothesis leaves (under 20 steps) is a few seconds in process.
+which for the lengths Hypothesis leaves (under 20 steps) is a few seconds in process;
+`MAX_TRIALS` bounds it for slow adapters.
 """
 
 from __future__ import annotations
@@ -54,19 +55,28 @@ def _fails_the_same(finding: Finding, steps: list[Step], failed_at: int | None,
     return ref.status in ("passed", "not_applicable")
 
 
-def minimize(finding: Finding, target: Target) -> int:
+# At most this many trial runs per finding: a node behind a slow adapter (a container) pays
+# a start per trial, and a fixture of 20 steps needs 20 trials per pass.
+MAX_TRIALS = 80
+
+
+def minimize(finding: Finding, target: Target, max_trials: int = MAX_TRIALS) -> int:
     """Drop every step of `finding` whose removal keeps the same failure (module doc);
-    update the finding in place and return how many steps went."""
+    update the finding in place and return how many steps went. Stops after `max_trials`
+    trials (the fixture is then shorter, if not yet minimal)."""
     steps = list(finding.steps)
     failed_at = finding.failed_step
-    removed = 0
+    removed = trials = 0
     progress = True
-    while progress:
+    while progress and trials < max_trials:
         progress = False
         # from the end: later steps depend on earlier ones, so they go first
         for i in range(len(steps) - 1, -1, -1):
+            if trials >= max_trials:
+                break
             if failed_at is not None and i == failed_at:
                 continue  # the failing step stays
+            trials += 1
             shorter = _renumber(steps[:i] + steps[i + 1:])
             shifted = failed_at - 1 if failed_at is not None and i < failed_at else failed_at
             if _fails_the_same(finding, shorter, shifted, target):
