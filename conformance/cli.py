@@ -57,8 +57,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "every MUST requirement of it passed")
     p.add_argument("--seed", type=int, default=0, help="seed for generators and power loss")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    p.add_argument("--out", type=Path, default=Path("reports/latest"),
-                   help="report directory (report.json, report.md, junit.xml)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report directory (report.json, report.md, junit.xml); default "
+                        "reports/latest for certify, reports/run and reports/replay for the "
+                        "others, so that neither overwrites the certification report")
     p.add_argument("--expectations", type=Path, default=None,
                    help="YAML of known failures of this implementation (strict xfail)")
     p.add_argument("-k", dest="pattern", default=None, help="only cases whose id contains this")
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     mutation.add_parser(sub)
     explore.add_parser(sub)
     return ap
+
+
+# where each command writes its report unless --out says otherwise: a run of a few cases or
+# a replayed fixture never replaces the certification report
+DEFAULT_OUT = {"certify": Path("reports/latest"), "run": Path("reports/run"),
+               "replay": Path("reports/replay")}
 
 
 def _load_cases(paths: Sequence[Path] | None, catalog: Catalog) -> list[Case]:
@@ -207,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "conformance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.command is None:
         args = build_parser().parse_args(["certify", *(argv or [])])
+    if getattr(args, "out", "absent") is None:  # certify, run, replay
+        args.out = DEFAULT_OUT[args.command]
     try:
         catalog = load_catalog()
         if args.command == "validate":

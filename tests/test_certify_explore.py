@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conformance.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,3 +54,16 @@ def test_the_reference_is_certified_with_its_exploration(tmp_path: Path) -> None
     assert main(["certify", "--out", str(tmp_path)]) == 0
     info = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))["info"]
     assert info["exploration"]["findings"] == [] and info["exploration"]["ran"] >= 200
+
+
+def test_run_and_replay_never_overwrite_the_certification_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: `run` and `replay` write their own report directories by default, so a
+    subset run or a replayed fixture leaves reports/latest, the certificate, alone."""
+    monkeypatch.chdir(tmp_path)
+    fixture = REPO / "fixtures" / "regressions" / "effective-snap-on-skip.yaml"
+    assert main(["run", ENTRIES, "-k", "en-occ"]) == 0
+    assert main(["replay", str(fixture)]) == 0
+    assert (tmp_path / "reports" / "run" / "report.md").is_file()
+    assert (tmp_path / "reports" / "replay" / "report.md").is_file()
+    assert not (tmp_path / "reports" / "latest").exists()
