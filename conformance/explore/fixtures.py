@@ -189,10 +189,6 @@ class Verification:
         return ""
 
 
-def _where(step: int | None) -> str:
-    return "the end-of-case check" if step is None else f"step {step + 1}"
-
-
 def verify_fixture(path: Path, target: Target, failed_step: int | None = None,
                    check_step: bool = False) -> Verification:
     """Replay a saved fixture on the implementation (it must fail again, naming its
@@ -200,29 +196,18 @@ def verify_fixture(path: Path, target: Target, failed_step: int | None = None,
     on the second correct node (both must pass, or find it not applicable): a fixture that
     fails a correct node is the generator's or the oracle's mistake, not a finding."""
     from ..loader import load_suite
-    from ..runner import run_case
+    from .replay import differs, passes, passes_on_reference
 
     suite = load_suite(path)
     case = suite.cases[0]
     guards = (suite.fixture or {}).get("guards", [])
-    got = run_case(case, target.impl.factory, target.seed)
-    red, red_why = got.status == "failed", ""
-    if not red:
-        red_why = f"it {got.status}"
-    elif guards and got.violations != [guards[0]]:
-        red, red_why = False, f"it names {', '.join(got.violations) or 'no requirement'}"
-    elif check_step:
-        step = got.failure.step.index if got.failure and got.failure.step else None
-        if step != failed_step:
-            red, red_why = False, f"it fails at {_where(step)}, found at {_where(failed_step)}"
-    ok = ("passed", "not_applicable")
-    ref = run_case(case, resolve("reference", seed=target.seed).factory, target.seed)
+    red_why = differs(case, target.impl.factory, target.seed, guards[0] if guards else None,
+                      failed_step, check_step=check_step)
     second: bool | None = None
     if SECOND_NODE.is_file() and str(SECOND_NODE.relative_to(ROOT)) not in target.spec:
         command = f"{sys.executable} {SECOND_NODE} --data-dir {{data_dir}}"
-        second = run_case(case, resolve(command, seed=target.seed).factory,
-                          target.seed).status in ok
-    return Verification(red, red_why, ref.status in ok, second)
+        second = passes(case, resolve(command, seed=target.seed).factory, target.seed)
+    return Verification(not red_why, red_why, passes_on_reference(case, target.seed), second)
 
 
 def keep_fixture(finding: Finding, out_dir: Path, target: Target, *, seed: int | None,

@@ -25,10 +25,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..cases import Case, Step
-from ..impls import resolve
-from ..runner import run_case
 from .driver import make_step
 from .findings import Finding
+from .replay import differs, passes_on_reference
 
 if TYPE_CHECKING:
     from .driver import Target
@@ -45,14 +44,8 @@ def _renumber(steps: list[Step]) -> list[Step]:
 def _fails_the_same(finding: Finding, steps: list[Step], failed_at: int | None,
                     target: Target) -> bool:
     case = _case(finding, steps)
-    got = run_case(case, target.impl.factory, target.seed)
-    if got.status != "failed" or got.violations != [finding.requirement]:
-        return False
-    step = got.failure.step.index if got.failure and got.failure.step else None
-    if step != failed_at:
-        return False
-    ref = run_case(case, resolve("reference", seed=target.seed).factory, target.seed)
-    return ref.status in ("passed", "not_applicable")
+    return (not differs(case, target.impl.factory, target.seed, finding.requirement, failed_at)
+            and passes_on_reference(case, target.seed))
 
 
 # At most this many trial runs per finding: a node behind a slow adapter (a container) pays

@@ -17,9 +17,9 @@ from _shims import PSO_DIR, SLED_DIR, finding_files, fixture_guards
 
 from conformance.cases import Case
 from conformance.explore import make_step
+from conformance.explore.replay import differs, failing_step, passes_on_reference
 from conformance.impls import resolve
 from conformance.loader import load_suite
-from conformance.runner import run_case
 
 pytestmark = pytest.mark.real
 
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.real
 def _without(case: Case, i: int) -> Case:
     steps = [s for j, s in enumerate(case.steps) if j != i]
     return replace(case, steps=tuple(make_step(s.kind, s.args, j) for j, s in enumerate(steps)))
-
-
-def _failing_step(case: Case, command: str) -> tuple[str, list[str], int | None]:
-    got = run_case(case, resolve(command).factory, 0)
-    step = got.failure.step.index if got.failure and got.failure.step else None
-    return got.status, got.violations, step
 
 
 # Steps that a lucky schedule can do without, kept so that the fixture is red every time:
@@ -44,16 +38,17 @@ TIMING = {"co-001-df5ef13a23": {3, 4}}
 def removable_steps(fixture: Path, command: str) -> list[int]:
     case = load_suite(fixture).cases[0]
     _, guards = fixture_guards(fixture)
-    status, named, failed_at = _failing_step(case, command)
-    assert status == "failed" and set(named) <= set(guards), (fixture.name, status, named)
+    factory = resolve(command).factory
+    status, named, failed_at = failing_step(case, factory, 0)
+    assert status == "failed" and len(named) == 1 and named[0] in guards, (
+        fixture.name, status, named)
     removable = []
     for i in range(len(case.steps)):
         if i == failed_at:
             continue
         shorter = _without(case, i)
         shifted = failed_at - 1 if failed_at is not None and i < failed_at else failed_at
-        if _failing_step(shorter, command) == ("failed", named, shifted) and run_case(
-                shorter, resolve("reference").factory, 0).status in ("passed", "not_applicable"):
+        if not differs(shorter, factory, 0, named[0], shifted) and passes_on_reference(shorter, 0):
             removable.append(i + 1)
     return sorted(set(removable) - TIMING.get(fixture.stem, set()))
 
