@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "conformance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     if args.command is None:
         args = build_parser().parse_args(["certify", *(argv or [])])
-    if getattr(args, "out", "absent") is None:  # certify, run, replay
+    if args.command in DEFAULT_OUT and args.out is None:
         args.out = DEFAULT_OUT[args.command]
     try:
         catalog = load_catalog()

@@ -139,8 +139,9 @@ class ProfileVerdict:
     # harness fault -> why it could not be injected and the MUST requirements left untested
     # by it; any entry blocks certification (the first reasons name it)
     untested_faults: dict[str, UntestedFault] = field(default_factory=dict)
-    # what a certificate must say it did not test, without blocking it: MUST requirements
-    # whose guarded state never arose for this node (``not_exercised``), in words
+    # MUST requirement IDs whose guarded state never arose for this node (``not_exercised``),
+    # and what a certificate must say about each, in words; neither blocks it
+    not_exercised: tuple[str, ...] = ()
     caveats: tuple[str, ...] = ()
 
     @property
@@ -153,9 +154,8 @@ class ProfileVerdict:
         and are always shown whole), or what a certificate did not test."""
         if not self.certified:
             return f"not certified ({'; '.join(self.reasons[:len(self.untested_faults) + 2])})"
-        if self.caveats:
-            unexercised = [c.split()[1] for c in self.caveats]
-            return f"CERTIFIED (not exercised for this node: {', '.join(unexercised)})"
+        if self.not_exercised:
+            return f"CERTIFIED (not exercised for this node: {', '.join(self.not_exercised)})"
         return "CERTIFIED"
 
     def to_dict(self) -> dict[str, Any]:
@@ -400,8 +400,8 @@ def profile_verdicts(
                 st.status == "not_applicable" and not set(st.not_applicable) <= fault_only
             ):  # (not applicable only for want of a fault: already said, once per fault)
                 reasons.append(_no_case_reason(r.id, st))
-        caveats = tuple(_caveat(r.id, statuses[r.id]) for r in must
-                        if statuses[r.id].status == "not_exercised")
+        not_exercised = tuple(r.id for r in must if statuses[r.id].status == "not_exercised")
+        caveats = tuple(_caveat(rid, statuses[rid]) for rid in not_exercised)
         optional: dict[str, dict[str, int]] = {}
         for level in LEVELS:
             if level == "MUST":
@@ -428,6 +428,7 @@ def profile_verdicts(
                 reasons=tuple(reasons),
                 optional=optional,
                 untested_faults=faults,
+                not_exercised=not_exercised,
                 caveats=caveats,
             )
         )
