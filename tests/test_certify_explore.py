@@ -67,3 +67,16 @@ def test_run_and_replay_never_overwrite_the_certification_report(
     assert (tmp_path / "reports" / "run" / "report.md").is_file()
     assert (tmp_path / "reports" / "replay" / "report.md").is_file()
     assert not (tmp_path / "reports" / "latest").exists()
+
+
+def test_a_node_that_cannot_start_is_not_explored(tmp_path: Path) -> None:
+    """No hello, no exploration: the certificate says why it did not run (the suites'
+    cases already failed), instead of the exploration ending the run in a traceback."""
+    from conformance.explore.budget import explore_for_certificate
+    from conformance.impls import resolve
+
+    spec = "python /nonexistent/node.py --data-dir {data_dir}"
+    done, found = explore_for_certificate(spec, resolve(spec), sequences=5, seed=0,
+                                          out=tmp_path)
+    assert found == [] and done.ran == 0
+    assert done.summary().startswith("not run (budget 5, seed 0): the node exited during hello")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..adapters.base import AdapterError
 from ..cases import CaseResult, Failure
 from ..impls import Implementation
 from ..loader import load_suite
@@ -44,14 +45,18 @@ class Exploration:
     findings: list[str] = field(default_factory=list)  # fixture paths that count
     rejected: list[str] = field(default_factory=list)  # "<path>: why", not counted
     nondeterministic: list[str] = field(default_factory=list)
+    # why no sequence could run (the node did not start): the suites' failures say the rest
+    not_run: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "seed": self.seed, "ran": self.ran,
                 "steps": self.steps, "duration_s": round(self.duration_s, 3),
                 "findings": self.findings, "rejected": self.rejected,
-                "nondeterministic": self.nondeterministic}
+                "nondeterministic": self.nondeterministic, "not_run": self.not_run}
 
     def summary(self) -> str:
+        if self.not_run:
+            return f"not run (budget {self.sequences}, seed {self.seed}): {self.not_run}"
         found = (f"{len(self.findings)} finding(s), each a failed case below"
                  if self.findings else "no finding")
         extra = (f"; {len(self.rejected)} sequence(s) rejected as suite problems, not counted"
@@ -67,7 +72,10 @@ def explore_for_certificate(spec: str, impl: Implementation, *, sequences: int, 
                             log: TextIO | None = None) -> tuple[Exploration, list[CaseResult]]:
     """Explore `impl` for `sequences` generated sequences with `seed`, saving verified
     findings under `out`; return what it did and one failed case result per finding."""
-    target = probe(spec, seed=seed, timeout=timeout, impl=impl)
+    try:
+        target = probe(spec, seed=seed, timeout=timeout, impl=impl)
+    except AdapterError as exc:  # the node never said hello: nothing to explore
+        return Exploration(sequences, seed, not_run=str(exc).splitlines()[0]), []
     report = explore(spec, max_examples=sequences, seed=seed, out=out, database=None,
                      timeout=timeout, target=target, log=log, shrink_time=SHRINK_SECONDS)
     done = Exploration(sequences, seed, report.examples, report.steps, report.duration_s,
