@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .trace import TracePoint
+
 # Step kinds, in the order docs/suites.md documents them.
 STEP_KINDS = (
     "open", "apply", "snapshot", "snapshot_begin", "snapshot_persist", "crash", "restart",
@@ -140,3 +142,6 @@ class CaseResult:
     # requirement -> why this passing case did not exercise it: the node legally took a path
     # where the state the requirement guards never arose (a step's `exercises`)
     unexercised: dict[str, str] = field(default_factory=dict)
+    # for a failing case: what each step showed, for the report's timeline (trace.py);
+    # empty for the other statuses, to keep reports small
+    trace: list[TracePoint] = field(default_factory=list)

@@ -23,6 +23,7 @@ from .cases import Case, CaseResult, Failure, Step
 from .matching import FIELD_REQUIREMENTS, matches
 from .oracle import Oracle, Violation
 from .syncs import SyncLedger, category
+from .trace import StepTrace
 from .traffic import generate
 
 
@@ -75,6 +76,8 @@ class CaseRunner:
         self._counting = False
         # requirement -> why this case did not exercise it (a step's `exercises`)
         self.unexercised: dict[str, str] = {}
+        # per-step numbers for the report's timeline of a failing case (trace.py)
+        self.timeline = StepTrace()
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -114,13 +117,19 @@ class CaseRunner:
     def execute(self, step: Step) -> None:
         """Run one step; raises StepFailed (or AdapterError) at the first violation."""
         self.step = step
-        getattr(self, f"_step_{step.kind}")(step.args)
+        try:
+            getattr(self, f"_step_{step.kind}")(step.args)
+        finally:
+            self.timeline.record(self, step)
         self.steps_run += 1
 
     def finish(self) -> None:
         """The end of every case: replay to the log end and compare with the model."""
         self.step = None
-        self._final_check()
+        try:
+            self._final_check()
+        finally:
+            self.timeline.record(self, None)
 
     def _failed(self, failure: Failure, start: float) -> CaseResult:
         if failure.step is None:
@@ -128,7 +137,8 @@ class CaseRunner:
         failure.logs = self.adapter.logs()
         return CaseResult(self.case, "failed", time.monotonic() - start, self.steps_run,
                           failure=failure, syncs=self.syncs.as_dict(),
-                          violations=[failure.requirement] if failure.requirement else [])
+                          violations=[failure.requirement] if failure.requirement else [],
+                          trace=list(self.timeline.points))
 
     def _not_applicable(self, missing: list[str], start: float) -> CaseResult:
         """Name what was missing: a harness fault the adapter could not inject (and why), or
