@@ -208,10 +208,11 @@ class Oracle:
         out: list[Violation] = []
         req = "SP-001" if site == "local" else "SP-002"
         writer = "writer" in self.caps
-        if result.get("index") != index:
-            out.append(Violation("SP-006", f"persist answered index {result.get('index')!r}",
+        if result["index"] != index:
+            out.append(Violation("SP-006", f"persist answered index {result['index']!r}",
                                  f"the snapshot was begun at {index}"))
-        if bool(result.get("pinned")) != writer:
+        # `pinned` is a boolean: the reply passed its schema (a truthy "no" no longer passes)
+        if result["pinned"] is not writer:
             out.append(Violation(req if writer else "SP-004",
                                  f"persist answered pinned={result.get('pinned')!r}",
                                  f"pinned must be {writer} for a node "
@@ -456,6 +457,13 @@ class Oracle:
             model = dict(self.log.scan())
             got = dict((k, v) for k, v in scan) if scan is not None else {}
             diff = sorted(set(model.items()) ^ set(got.items()))[:10]
+            if scan is not None and not diff:
+                # the state is right; the digest of it is not (docs/protocol.md, Digest)
+                return [Violation(crash_req,
+                                  f"the digest {digest} is not the one of the items scan "
+                                  f"returns, which match the model ({self.log.digest()})",
+                                  "the lowercase hex SHA-256 of the scan items serialized as "
+                                  "docs/protocol.md, Digest says")]
             return [Violation(crash_req, "after replay the user-visible state differs from the "
                                          f"model; first differences: {diff}",
                               "every committed entry applied exactly once")]

@@ -25,6 +25,7 @@ from .oracle import Oracle, Violation
 from .syncs import SyncLedger, category
 from .trace import StepTrace
 from .traffic import generate
+from .wire import ReplyViolation
 
 
 class StepFailed(Exception):
@@ -71,6 +72,8 @@ class CaseRunner:
         self.steps_run = 0
         # Every exchange, summarized, for differential mode (compare with the reference).
         self.trace: list[dict[str, Any]] = []
+        # request id -> the step that sent it: a stray second reply blames that step
+        self._step_of_request: dict[int, Step | None] = {}
         # Syncs per kind of request, where a layer under the node counts them (syncs.py).
         self.syncs = SyncLedger()
         self._counting = False
@@ -97,7 +100,7 @@ class CaseRunner:
             result.status = "error"
             return result
         except AdapterError as exc:
-            return self._failed(Failure(f"{type(exc).__name__}: {exc}", step=self.step), start)
+            return self._failed(self.adapter_failure(exc), start)
         return CaseResult(self.case, "passed", time.monotonic() - start, self.steps_run,
                           syncs=self.syncs.as_dict(), unexercised=dict(self.unexercised))
 
@@ -130,6 +133,16 @@ class CaseRunner:
             self._final_check()
         finally:
             self.timeline.record(self, None)
+
+    def adapter_failure(self, exc: AdapterError) -> Failure:
+        """An adapter error as the case's failure, at the step to blame: a reply that breaks
+        the protocol fails the step that got it (with the field, value and rule in its
+        message), a stray second reply the step of the request it repeats."""
+        if isinstance(exc, ReplyViolation):
+            return Failure(f"ProtocolViolation: {exc}",
+                           step=self._step_of_request.get(exc.culprit_id, self.step),
+                           request=exc.request, reply=exc.reply)
+        return Failure(f"{type(exc).__name__}: {exc}", step=self.step)
 
     def _failed(self, failure: Failure, start: float) -> CaseResult:
         if failure.step is None:
@@ -204,6 +217,7 @@ class CaseRunner:
         cat = category(op, fields, self.case.durability) if self._counting else None
         before = self.adapter.sync_counters() if cat else None
         ex = self.adapter.request(op, **fields)
+        self._step_of_request[ex.request["id"]] = self.step
         if cat and before is not None and ex.reply is not None and ex.reply.get("ok") is True:
             after = self.adapter.sync_counters()
             if after is not None:
@@ -294,8 +308,10 @@ class CaseRunner:
         if ex.reply is None or not ex.reply["ok"]:
             return ex
         self.s.applied = index
-        got = (ex.reply.get("result") or {}).get("result")
-        self._violations(self.o.on_applied(index, entry, str(got), self.o.log.result(index)), ex)
+        # The reply passed its schema (conformance/wire/): every type read below is the one
+        # docs/protocol.md gives, so nothing is coerced (a coercion let "no" pass as true).
+        got = ex.reply["result"]["result"]
+        self._violations(self.o.on_applied(index, entry, got, self.o.log.result(index)), ex)
         return ex
 
     def _replay(self, to: int | None = None) -> None:
@@ -320,11 +336,11 @@ class CaseRunner:
         r = ex.reply["result"]
         self._violations(self.o.on_open(r, ex.events), ex)
         self._note_exercised(args.get("exercises", {}), r, ex)
-        self.s.open, self.s.applied, self.s.last_open = True, int(r["effective"]), r
+        self.s.open, self.s.applied, self.s.last_open = True, r["effective"], r
         self.s.snapshots.clear()
         hx = self._request("hlc")
         if hx.reply and hx.reply["ok"]:
-            self._violations(self.o.on_hlc(int(hx.reply["result"]["ceiling"]), r["snap"],
+            self._violations(self.o.on_hlc(hx.reply["result"]["ceiling"], r["snap"],
                                            r["effective"], self.s.applied), hx)
 
     def _entries(self, args: dict[str, Any]) -> Iterator[Any]:
@@ -352,7 +368,7 @@ class CaseRunner:
             ex = self._request("apply", args, index=0, entry=entry)
             if ex.reply and ex.reply["ok"]:
                 expected = self.o.log.apply_direct(entry)
-                got = str((ex.reply.get("result") or {}).get("result"))
+                got = ex.reply["result"]["result"]
                 self._violations(self.o.on_applied(0, entry, got, expected), ex)
             return
         if explicit is not None and explicit != self.o.log.last_index + 1:
@@ -395,10 +411,10 @@ class CaseRunner:
             return None
         r = ex.reply["result"]
         self.o.on_snapshot_header(self.s.applied)
-        if r.get("index") != self.s.applied:
-            raise self._fail(f"snapshot_begin answered index {r.get('index')!r}", ex,
+        if r["index"] != self.s.applied:
+            raise self._fail(f"snapshot_begin answered index {r['index']!r}", ex,
                              f"the applied index {self.s.applied}", "SP-006")
-        return int(r["snapshot"]), int(r["index"])
+        return r["snapshot"], r["index"]
 
     def _persist(self, sid: int, index: int, args: dict[str, Any]) -> None:
         site = args.get("site", "local")
@@ -421,8 +437,8 @@ class CaseRunner:
             if lx.reply and lx.reply["ok"]:
                 r = lx.reply["result"]
                 self._violations(self.o.check_meta_after_persist(
-                    index, site, int(r["index"]), bool(r["present"])), lx)
-                self._violations(self.o.on_last_applied(int(r["index"]), bool(r["present"])), lx)
+                    index, site, r["index"], r["present"]), lx)
+                self._violations(self.o.on_last_applied(r["index"], r["present"]), lx)
 
     def _step_snapshot(self, args: dict[str, Any]) -> None:
         begun = self._snapshot_begin({})
@@ -517,14 +533,14 @@ class CaseRunner:
     def _step_hlc(self, args: dict[str, Any]) -> None:
         ex = self._request("hlc", args)
         if ex.reply and ex.reply["ok"]:
-            self._violations(self.o.on_hlc(int(ex.reply["result"]["ceiling"]), None, None,
+            self._violations(self.o.on_hlc(ex.reply["result"]["ceiling"], None, None,
                                            self.s.applied), ex)
 
     def _step_last_applied_index(self, args: dict[str, Any]) -> None:
         ex = self._request("last_applied_index", args)
         if ex.reply and ex.reply["ok"]:
             r = ex.reply["result"]
-            self._violations(self.o.on_last_applied(int(r["index"]), bool(r["present"])), ex)
+            self._violations(self.o.on_last_applied(r["index"], r["present"]), ex)
 
     def _step_set_durable_applied_index(self, args: dict[str, Any]) -> None:
         self._request("set_durable_applied_index", args, index=args["index"])
@@ -572,7 +588,7 @@ class CaseRunner:
         if ex.reply and ex.reply["ok"] and sx.reply and sx.reply["ok"]:
             items = sx.reply["result"].get("items", [])
             self._violations(self.o.on_scan(items), sx)
-            self._violations(self.o.check_state(str(ex.reply["result"].get("digest")), items,
+            self._violations(self.o.check_state(ex.reply["result"]["digest"], items,
                                                 self.o.state_requirement()), ex)
 
     def _final_check(self) -> None:

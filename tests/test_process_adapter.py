@@ -268,11 +268,11 @@ def test_node_that_stops_reading_cannot_block_a_write(
 
 
 @pytest.mark.parametrize(("mode", "what"), [
-    ("garbage", "not JSON: 'this is not json'"),
-    ("array", "not a JSON object: '[1, 2, 3]'"),
+    ("garbage", "not JSON (Expecting value: line 1 column 1 (char 0)): 'this is not json'"),
+    ("array", "not a JSON object (a JSON list): '[1, 2, 3]'"),
     ("wrong_id", "reply id 9 does not match request id 2"),
-    ("no_result", "without a 'result' object"),
-    ("no_error", "without an 'error' object"),
+    ("no_result", "the reply: required field 'result' is missing (schemas/reply.json)"),
+    ("no_error", "the reply: required field 'error' is missing (schemas/reply.json)"),
 ])
 def test_protocol_violations(make: Callable[..., ProcessAdapter], mode: str, what: str) -> None:
     a = make(fake(mode))

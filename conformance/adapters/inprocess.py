@@ -1,6 +1,8 @@
 """The in-process adapter: the reference node (or a mutant of it) on a simulated disk.
 
-No serialization: requests go straight to the reference server's dispatcher.
+No serialization: requests go straight to the reference server's dispatcher. Its replies
+and events pass the same schema check as a remote node's (conformance/wire/), so every run
+in process proves the schemas against the reference.
 A crash drops the node object; a power loss also drops the simulated disk's
 unsynced writes, in any of its modes. Deterministic from the seed.
 """
@@ -18,7 +20,8 @@ from reference_impl.errors import SimulatedCrash
 from reference_impl.node import Node, NodeConfig
 from reference_impl.server import Server
 
-from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation
+from ..wire import check_event, check_reply
+from .base import Adapter, AdapterError, Exchange, Hello
 
 NodeFactory = Callable[[SimDisk, NodeConfig], Node]
 
@@ -93,11 +96,13 @@ class InProcessAdapter(Adapter):
                              + traceback.format_exc())
             self._server = None
             return Exchange(req, None, self._sink.events[before:])
-        if reply.get("id") != req["id"]:
-            raise ProtocolViolation(f"reply id {reply.get('id')!r} != request id {req['id']}")
+        events = self._sink.events[before:]
+        for event in events:
+            check_event(req, event)
+        check_reply(req, reply)
         if op == "shutdown":
             self._server = None
-        return Exchange(req, reply, self._sink.events[before:])
+        return Exchange(req, reply, events)
 
     def crash(self) -> None:
         self._server = None

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NoReturn
 
+from ..wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
@@ -52,6 +53,7 @@ STDERR_LIMIT = 200 * 1024  # bytes of stderr kept, newest last
 KILL_WAIT = 5.0  # seconds to wait for a SIGKILLed process to be reaped
 JOIN_WAIT = 2.0  # seconds to wait for a reader thread after its process is gone
 QUOTE_LIMIT = 300  # characters of an offending line quoted in a ProtocolViolation
+EXIT_GRACE = 2.0  # seconds a node whose stdout closed has to exit before it "closed its stdout"
 
 
 def parse_hello(result: Any) -> Hello:
@@ -108,11 +110,17 @@ class _StderrTail:
             return head + self._buf.decode("utf-8", errors="replace")
 
 
-def _pump_lines(stream: IO[bytes], out: queue.Queue[bytes | None]) -> None:
-    """Reader thread: stdout lines into the queue, then None at EOF."""
+def _pump_lines(stream: IO[bytes], out: queue.Queue[bytes | None],
+                max_line: int = MAX_LINE) -> None:
+    """Reader thread: stdout lines into the queue, then None at EOF.
+
+    A line longer than `max_line` is queued as its first max_line + 1 bytes (which the
+    reply check rejects) and ends the reading: no more than the bound is ever held."""
     try:
-        for line in iter(stream.readline, b""):
+        while line := stream.readline(max_line + 1):
             out.put(line)
+            if len(line) > max_line:
+                break
     except (OSError, ValueError):
         pass
     finally:
@@ -132,7 +140,8 @@ def _pump_stderr(stream: IO[bytes], tail: _StderrTail) -> None:
 class _Child:
     """One lifetime of the node: the process, its reader threads and its stdout queue."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None, tail: _StderrTail) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None, tail: _StderrTail,
+                 max_line: int = MAX_LINE) -> None:
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, start_new_session=True,  # its own process group: killpg reaches it all
@@ -142,7 +151,7 @@ class _Child:
         os.set_blocking(self.stdin_fd, False)  # writes wait in select(), with a deadline
         self.lines: queue.Queue[bytes | None] = queue.Queue()
         self.threads = [
-            threading.Thread(target=_pump_lines, args=(self.proc.stdout, self.lines),
+            threading.Thread(target=_pump_lines, args=(self.proc.stdout, self.lines, max_line),
                              name=f"node-{self.proc.pid}-stdout", daemon=True),
             threading.Thread(target=_pump_stderr, args=(self.proc.stderr, tail),
                              name=f"node-{self.proc.pid}-stderr", daemon=True),
@@ -225,13 +234,6 @@ class _Resources:
             self.temp_dir = None
 
 
-def _quote(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-    if len(text) > QUOTE_LIMIT:
-        text = text[:QUOTE_LIMIT] + "..."
-    return repr(text)
-
-
 class ProcessAdapter(LayerFaults, Adapter):
     """A node under test run as `argv`, one process per lifetime, on one data directory.
 
@@ -246,6 +248,9 @@ class ProcessAdapter(LayerFaults, Adapter):
     runs this node on a plain directory although the layer is available, for a caller
     that knows no step needs it (a mount per case costs ~0.1 s); the adapter still reports
     the faults the machine can inject. `seed` drives what each power loss keeps.
+
+    `max_line` (bytes, newline included) and `max_depth` bound every line the node writes
+    (docs/protocol.md, "Reply validation"); a line over either fails the request.
     """
 
     fault_capabilities = frozenset({"process_kill"})
@@ -253,13 +258,17 @@ class ProcessAdapter(LayerFaults, Adapter):
     def __init__(self, argv: Sequence[str], *, data_dir: Path | None = None,
                  timeout: float = 10.0, env: Mapping[str, str] | None = None,
                  name: str | None = None, power_loss: bool | None = None,
-                 use_layer: bool = True, seed: int = 0) -> None:
+                 use_layer: bool = True, seed: int = 0, max_line: int = MAX_LINE,
+                 max_depth: int = MAX_DEPTH) -> None:
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError("argv must be a non-empty sequence of strings (not one string)")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
+        if max_line < 1 or max_depth < 1:
+            raise ValueError(f"max_line and max_depth must be >= 1, got {max_line}, {max_depth}")
         self.argv: tuple[str, ...] = tuple(argv)
         self.timeout = float(timeout)
+        self.max_line, self.max_depth = max_line, max_depth
         self.env: dict[str, str] | None = dict(env) if env is not None else None
         self.name = name or " ".join(self.argv)
         owns = data_dir is None
@@ -287,6 +296,7 @@ class ProcessAdapter(LayerFaults, Adapter):
         if self._no_layer is None:
             self.fault_capabilities = self.fault_capabilities | LAYER_FAULTS
         self._next_id = 1
+        self._answered: tuple[_Child, int] | None = None  # (lifetime, id) of the last reply
         self._starts = 0
         self._pids: list[int] = []
         self._closed = False
@@ -340,7 +350,7 @@ class ProcessAdapter(LayerFaults, Adapter):
         self._tail.note(f"start #{self._starts}: {' '.join(argv)}")
         env = {**os.environ, **self.env} if self.env is not None else None
         try:
-            child = _Child(argv, env, self._tail)
+            child = _Child(argv, env, self._tail, self.max_line)
         except OSError as exc:
             raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
         self._res.child = child
@@ -404,33 +414,32 @@ class ProcessAdapter(LayerFaults, Adapter):
         req: dict[str, Any] = {"id": rid, "op": op, **fields}
         data = (json.dumps(req, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
         deadline = time.monotonic() + self.timeout
-        events: list[dict[str, Any]] = []
+        self._refuse_stray_line(child, req)
         try:
             delivered = child.send(data, deadline)
         except TimeoutError:
             self._timeout(child, op, rid, "the node did not read the request")
         if not delivered:
             self._retire(child, f"the node closed its stdin; {op} (id {rid}) not delivered")
-            return Exchange(req, None, events)
-        while True:
-            raw = self._next_line(child, deadline)
-            if raw is None:
-                self._timeout(child, op, rid, "no reply")
-            if raw == b"":  # EOF: the node died with the request in flight
-                self._retire(child, f"the node exited with {op} (id {rid}) in flight")
-                return Exchange(req, None, events)
-            msg = self._decode(child, op, rid, raw)
-            if msg is None:
-                continue
-            if "id" not in msg:
-                if not isinstance(msg.get("event"), str):
-                    self._violation(child, op, rid, "neither a reply (id) nor an event", raw)
-                events.append(msg)
-                continue
-            self._check_reply(child, op, rid, msg, raw)
-            if op == "shutdown" and msg["ok"]:
-                self._await_exit(child)
-            return Exchange(req, msg, events)
+            return Exchange(req, None, [])
+        try:
+            got = read_reply(lambda: self._next_line(child, deadline), req,
+                             max_line=self.max_line, max_depth=self.max_depth)
+        except ProtocolViolation:
+            self._retire(child, f"protocol violation during {op} (id {rid}), killed")
+            raise
+        if got.timed_out:
+            self._timeout(child, op, rid, "no reply")
+        if got.reply is None:  # EOF: the node died with the request in flight, or it did not
+            if not self._exits(child):
+                self._violation(child, req, f"the node closed its stdout but is still running "
+                                f"{EXIT_GRACE:g} s later (pid {child.pid}): it can send no reply")
+            self._retire(child, f"the node exited with {op} (id {rid}) in flight")
+            return Exchange(req, None, got.events)
+        self._answered = (child, rid)
+        if op == "shutdown" and got.reply["ok"]:
+            self._await_exit(child)
+        return Exchange(req, got.reply, got.events)
 
     def _next_line(self, child: _Child, deadline: float) -> bytes | None:
         """The next stdout line; b"" at EOF; None when the deadline passed."""
@@ -441,37 +450,34 @@ class ProcessAdapter(LayerFaults, Adapter):
             return None
         return b"" if item is None else item
 
-    def _decode(self, child: _Child, op: str, rid: int, raw: bytes) -> dict[str, Any] | None:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._violation(child, op, rid, "stdout line is not UTF-8", raw)
-        if not text.strip():
-            return None  # a blank line carries nothing; tolerated
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            self._violation(child, op, rid, "stdout line is not JSON", raw)
-        if not isinstance(msg, dict):
-            self._violation(child, op, rid, "stdout line is not a JSON object", raw)
-        return msg
+    def _refuse_stray_line(self, child: _Child, req: dict[str, Any]) -> None:
+        """A line the node wrote after its last reply, before this request (a second reply,
+        a late event) answers nothing: the step of the request it followed is to blame, not
+        this one. Only what has arrived is seen; a later one is read as this request's."""
+        answered, self._answered = self._answered, None
+        if answered is None or answered[0] is not child:
+            return
+        while True:
+            try:
+                item = child.lines.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:  # EOF stays queued: it is read while waiting for the reply
+                child.lines.put(None)
+                return
+            if item.strip():
+                self._retire(child, f"protocol violation after request {answered[1]}, killed")
+                raise ReplyViolation(req, f"a line written after the reply to request "
+                                     f"{answered[1]} and before this request, answering "
+                                     "nothing", item, culprit_id=answered[1])
 
-    def _check_reply(self, child: _Child, op: str, rid: int, msg: dict[str, Any],
-                     raw: bytes) -> None:
-        got = msg["id"]
-        if isinstance(got, bool) or got != rid:
-            self._violation(child, op, rid, f"reply id {got!r} does not match request id {rid}",
-                            raw)
-        ok = msg.get("ok")
-        if not isinstance(ok, bool):
-            self._violation(child, op, rid, "reply without a boolean 'ok'", raw)
-        if ok and not isinstance(msg.get("result"), dict):
-            self._violation(child, op, rid, "ok reply without a 'result' object", raw)
-        if not ok:
-            err = msg.get("error")
-            if not isinstance(err, dict) or not isinstance(err.get("code"), str):
-                self._violation(child, op, rid, "error reply without an 'error' object with a "
-                                "string 'code'", raw)
+    def _exits(self, child: _Child) -> bool:
+        """Whether the node exits within EXIT_GRACE (its stdout has just closed)."""
+        try:
+            child.proc.wait(timeout=EXIT_GRACE)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def _await_exit(self, child: _Child) -> None:
         """After a successful shutdown the node must exit; one that lingers is killed."""
@@ -482,9 +488,9 @@ class ProcessAdapter(LayerFaults, Adapter):
             why = f"shutdown: still running {self.timeout:g} s after its reply, killed"
         self._retire(child, why)
 
-    def _violation(self, child: _Child, op: str, rid: int, what: str, raw: bytes) -> NoReturn:
-        self._retire(child, f"protocol violation during {op} (id {rid}), killed")
-        raise ProtocolViolation(f"{op} (id {rid}): {what}: {_quote(raw)}")
+    def _violation(self, child: _Child, req: dict[str, Any], what: str) -> NoReturn:
+        self._retire(child, f"protocol violation during {req['op']} (id {req['id']}), killed")
+        raise ReplyViolation(req, what)
 
     def _timeout(self, child: _Child, op: str, rid: int, what: str) -> NoReturn:
         self._retire(child, f"timeout during {op} (id {rid}), killed")

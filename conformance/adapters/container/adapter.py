@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ...wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
 from ..base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from ..layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 from ..process import PROTOCOL_VERSIONS, HelloRefused, parse_hello
@@ -50,13 +51,16 @@ from .hardening import (
 )
 from .logs import LOG_LINES, now
 from .logs import merge as merge_log
-from .transport import PORT, Connection, quote
+from .transport import PORT, Connection
 from .volume import DATA_DIR, create_volume, mount_data, prepare_volume
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
 
+# seconds a container whose connection closed with a request in flight has to stop by
+# itself (a crash failpoint) before it is a node that closed the connection and lingered
+EXIT_GRACE = 10.0
 _ROOTLESS: dict[str, bool] = {}  # engine address -> rootless, asked once per run
 
 
@@ -86,7 +90,8 @@ class ContainerAdapter(LayerFaults, Adapter):
     gives the node the default bridge's outbound access: not hardened. `user` overrides who
     runs the node ("uid:gid"); by default the image's USER, or DEFAULT_USER when it is root.
     `power_loss`, `use_layer` and `seed` are as for the process adapter: /data is the
-    crash-simulating filesystem where it can be mounted next to the engine.
+    crash-simulating filesystem where it can be mounted next to the engine. `max_line` and
+    `max_depth` bound every line the node sends (docs/protocol.md, "Reply validation").
     """
 
     fault_capabilities = frozenset({"process_kill"})
@@ -96,9 +101,13 @@ class ContainerAdapter(LayerFaults, Adapter):
                  network: NetworkMode | None = None, publish_host: str = "127.0.0.1",
                  user: str | None = None, memory: str = "512m", pids_limit: int = 256,
                  tmpfs_size: str = "16m", power_loss: bool | None = None,
-                 use_layer: bool = True, seed: int = 0) -> None:
+                 use_layer: bool = True, seed: int = 0, max_line: int = MAX_LINE,
+                 max_depth: int = MAX_DEPTH) -> None:
         if not timeout > 0 or not ready_timeout > 0:
             raise ValueError("timeout and ready_timeout must be > 0")
+        if max_line < 1 or max_depth < 1:
+            raise ValueError(f"max_line and max_depth must be >= 1, got {max_line}, {max_depth}")
+        self.max_line, self.max_depth = max_line, max_depth
         network = network or os.environ.get("CONFORMANCE_CONTAINER_NETWORK") or "internal"  # type: ignore[assignment]
         if network not in NETWORK_MODES:
             raise ValueError(f"network must be one of {NETWORK_MODES}, got {network!r}")
@@ -326,9 +335,10 @@ class ContainerAdapter(LayerFaults, Adapter):
             with contextlib.suppress(OSError):
                 sock.close()
 
-    def _retire(self, why: str, *, grace: float = 0.0) -> None:
+    def _retire(self, why: str, *, grace: float = 0.0) -> bool:
         """The node is not running afterwards: SIGKILL (after `grace` s for it to exit by
-        itself) and wait until the engine sees the container stopped."""
+        itself) and wait until the engine sees the container stopped. True when it exited
+        within the grace, by itself."""
         self._drop_conn()
         c = self._container
         assert c is not None
@@ -336,12 +346,14 @@ class ContainerAdapter(LayerFaults, Adapter):
         if grace > 0:
             with contextlib.suppress(Exception):
                 status = c.wait(timeout=grace, condition="not-running").get("StatusCode")
+        exited = status is not None
         if status is None:
             with contextlib.suppress(Exception):
                 c.kill()  # SIGKILL; a 409 when it is not running any more
             with contextlib.suppress(Exception):
                 status = c.wait(timeout=API_TIMEOUT, condition="not-running").get("StatusCode")
         self._note(f"{why} (exit status {status})")
+        return exited
 
     # -- connection ---------------------------------------------------------------------
 
@@ -407,7 +419,7 @@ class ContainerAdapter(LayerFaults, Adapter):
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._res.sock = sock
-            self._conn = Connection(sock)
+            self._conn = Connection(sock, self.max_line)
             ex = self._exchange("hello", {"versions": list(PROTOCOL_VERSIONS),
                                           "harness": "conformance",
                                           "config": {"durability": durability}},
@@ -458,7 +470,9 @@ class ContainerAdapter(LayerFaults, Adapter):
         self._next_id += 1
         req: dict[str, Any] = {"id": rid, "op": op, **fields}
         data = (json.dumps(req, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        events: list[dict[str, Any]] = []
+        if not probing and conn.buf.strip():
+            self._violation(req, "a line sent after the last reply and before this request, "
+                            "answering nothing", bytes(conn.buf), culprit_id=rid - 1)
         try:
             delivered = conn.send(data, deadline)
         except TimeoutError:
@@ -467,33 +481,28 @@ class ContainerAdapter(LayerFaults, Adapter):
             if probing:
                 return None
             self._retire(f"the connection closed; {op} (id {rid}) not delivered", grace=2.0)
-            return Exchange(req, None, events)
-        while True:
-            try:
-                raw = conn.readline(deadline)
-            except ProtocolViolation as exc:
-                self._retire(f"protocol violation during {op} (id {rid}), killed")
-                raise ProtocolViolation(f"{op} (id {rid}): {exc}") from None
-            if raw is None:
-                self._timeout(op, rid, "no reply")
-            if raw == b"":  # EOF: the node died (or closed the connection) with it in flight
-                if probing and not events:
-                    return None
-                self._retire(f"the node exited with {op} (id {rid}) in flight", grace=2.0)
-                return Exchange(req, None, events)
-            msg = self._decode(op, rid, raw)
-            if msg is None:
-                continue
-            if "id" not in msg:
-                if not isinstance(msg.get("event"), str):
-                    self._violation(op, rid, "neither a reply (id) nor an event", raw)
-                events.append(msg)
-                continue
-            self._check_reply(op, rid, msg, raw)
-            if op == "shutdown" and msg["ok"]:
-                self._retire("clean shutdown" if self._await_exit() else
-                             f"shutdown: still running {self.timeout:g} s after its reply, killed")
-            return Exchange(req, msg, events)
+            return Exchange(req, None, [])
+        try:
+            got = read_reply(lambda: conn.readline(deadline), req, max_line=self.max_line,
+                             max_depth=self.max_depth)
+        except ProtocolViolation:
+            self._retire(f"protocol violation during {op} (id {rid}), killed")
+            raise
+        if got.timed_out:
+            self._timeout(op, rid, "no reply")
+        if got.reply is None:  # EOF: the node died (or closed the connection) with it in flight
+            if probing and not got.events:
+                return None
+            if not self._retire(f"the node exited with {op} (id {rid}) in flight",
+                                grace=EXIT_GRACE):
+                raise ReplyViolation(req, f"the node closed the connection but was still "
+                                     f"running {EXIT_GRACE:g} s later (it was killed): it can "
+                                     "send no reply")
+            return Exchange(req, None, got.events)
+        if op == "shutdown" and got.reply["ok"]:
+            self._retire("clean shutdown" if self._await_exit() else
+                         f"shutdown: still running {self.timeout:g} s after its reply, killed")
+        return Exchange(req, got.reply, got.events)
 
     def _await_exit(self) -> bool:
         """After a successful shutdown the node must exit; True if it did in time."""
@@ -505,39 +514,10 @@ class ContainerAdapter(LayerFaults, Adapter):
             return False
         return True
 
-    def _decode(self, op: str, rid: int, raw: bytes) -> dict[str, Any] | None:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._violation(op, rid, "line is not UTF-8", raw)
-        if not text.strip():
-            return None
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            self._violation(op, rid, "line is not JSON", raw)
-        if not isinstance(msg, dict):
-            self._violation(op, rid, "line is not a JSON object", raw)
-        return msg
-
-    def _check_reply(self, op: str, rid: int, msg: dict[str, Any], raw: bytes) -> None:
-        got = msg["id"]
-        if isinstance(got, bool) or got != rid:
-            self._violation(op, rid, f"reply id {got!r} does not match request id {rid}", raw)
-        ok = msg.get("ok")
-        if not isinstance(ok, bool):
-            self._violation(op, rid, "reply without a boolean 'ok'", raw)
-        if ok and not isinstance(msg.get("result"), dict):
-            self._violation(op, rid, "ok reply without a 'result' object", raw)
-        if not ok:
-            err = msg.get("error")
-            if not isinstance(err, dict) or not isinstance(err.get("code"), str):
-                self._violation(op, rid, "error reply without an 'error' object with a "
-                                "string 'code'", raw)
-
-    def _violation(self, op: str, rid: int, what: str, raw: bytes) -> NoReturn:
-        self._retire(f"protocol violation during {op} (id {rid}), killed")
-        raise ProtocolViolation(f"{op} (id {rid}): {what}: {quote(raw)}")
+    def _violation(self, req: dict[str, Any], what: str, line: bytes | None = None, *,
+                   culprit_id: int | None = None) -> NoReturn:
+        self._retire(f"protocol violation during {req['op']} (id {req['id']}), killed")
+        raise ReplyViolation(req, what, line, culprit_id=culprit_id)
 
     def _timeout(self, op: str, rid: int, what: str) -> NoReturn:
         self._retire(f"timeout during {op} (id {rid}), killed")

@@ -9,18 +9,17 @@ from __future__ import annotations
 import socket
 import time
 
-from ..base import ProtocolViolation
+from ...wire.decode import MAX_LINE as MAX_LINE  # re-exported: the default bound
 
 PORT = 7070  # the port the node listens on inside the container (docs/protocol.md)
-MAX_LINE = 64 * 1024 * 1024  # bytes in one protocol line before it is a violation
-QUOTE_LIMIT = 300
 
 
 class Connection:
     """One TCP connection to the node: line reads and writes with deadlines."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, max_line: int = MAX_LINE) -> None:
         self.sock = sock
+        self.max_line = max_line
         self.buf = bytearray()
         self.eof = False
 
@@ -39,17 +38,24 @@ class Connection:
         return True
 
     def readline(self, deadline: float) -> bytes | None:
-        """The next line; b"" at EOF (a partial last line counts as EOF); None on timeout."""
+        """The next line; b"" at EOF (a partial last line counts as EOF); None on timeout.
+
+        A line longer than `max_line` comes back as its first max_line + 1 bytes (which the
+        reply check rejects), and the connection reads nothing more: the buffer never holds
+        more than the bound and one received chunk."""
         while True:
-            nl = self.buf.find(b"\n")
+            nl = self.buf.find(b"\n", 0, self.max_line + 1)
             if nl >= 0:
                 line = bytes(self.buf[:nl + 1])
                 del self.buf[:nl + 1]
                 return line
+            if len(self.buf) > self.max_line:
+                line = bytes(self.buf[:self.max_line + 1])
+                self.buf.clear()
+                self.eof = True
+                return line
             if self.eof:
                 return b""
-            if len(self.buf) > MAX_LINE:
-                raise ProtocolViolation(f"a line longer than {MAX_LINE} bytes")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -65,8 +71,3 @@ class Connection:
             else:
                 self.eof = True
 
-
-def quote(raw: bytes) -> str:
-    """A received line for an error message, cut at QUOTE_LIMIT characters."""
-    text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-    return repr(text[:QUOTE_LIMIT] + ("..." if len(text) > QUOTE_LIMIT else ""))
