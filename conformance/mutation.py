@@ -45,12 +45,13 @@ from .adapters.process import ProcessAdapter
 from .cases import Case, CaseResult, Suite
 from .catalog import Catalog
 from .impls import Implementation, resolve
+from .resources import REGRESSION_FIXTURES_DIR
 from .session import run_all
 
 AdapterKind = Literal["inprocess", "process"]
 Verdict = Literal["killed", "killed_uncited", "survived", "out_of_reach"]
 
-FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "regressions"
+FIXTURES_DIR = REGRESSION_FIXTURES_DIR  # fixtures/regressions (conformance/resources.py)
 
 
 def _adapter_faults(adapter: AdapterKind) -> frozenset[str]:

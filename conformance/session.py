@@ -21,12 +21,13 @@ from typing import TextIO
 
 import yaml
 
+from . import resources
 from .cases import Case, CaseResult
 from .differential import run_differential
 from .impls import Implementation
 from .runner import run_case
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
+SUITES_DIR = resources.SUITES_DIR
 
 
 class ExpectationsError(ValueError):

@@ -51,6 +51,7 @@ import hypothesis
 
 from ..cases import Case, Step
 from ..impls import resolve
+from ..resources import JOURNAL_NODE
 from .findings import Finding
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def save_fixture(finding: Finding, out_dir: Path, *, seed: int | None, identity:
     return path
 
 
-SECOND_NODE = ROOT / "examples" / "journal_node" / "node.py"
+SECOND_NODE = JOURNAL_NODE  # examples/journal_node (conformance/resources.py)
 
 
 @dataclass
