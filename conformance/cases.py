@@ -142,6 +142,9 @@ class CaseResult:
     # requirement -> why this passing case did not exercise it: the node legally took a path
     # where the state the requirement guards never arose (a step's `exercises`)
     unexercised: dict[str, str] = field(default_factory=dict)
+    # for a case that failed because the node did not start (no hello): why, in words,
+    # without its log (the same for every case when the node never starts)
+    start_failure: str = ""
     # for a failing case: what each step showed, for the report's timeline (trace.py);
     # empty for the other statuses, to keep reports small
     trace: list[TracePoint] = field(default_factory=list)

@@ -12,36 +12,85 @@
     conformance validate [PATHS...]
 
 Exit status: 0 when every case that ran passed (and, with --profile, the profile
-is certified); 1 on any failure; 2 on a usage or suite-format error.
+is certified); 1 on any failure (a node that never starts included: the report says
+why); 2 on a usage or suite-format error, found before any case runs; 128 + the
+signal's number when SIGINT (130), SIGTERM (143) or SIGHUP (129) stopped the run,
+after stopping every node and removing every temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
+import re
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, explore, mutation
+from . import __version__, explore, interrupts, mutation
+from .adapters.base import AdapterError
 from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
-from .explore.budget import DEFAULT_SEQUENCES, explore_for_certificate
+from .explore.budget import DEFAULT_SEQUENCES, Exploration, explore_for_certificate
 from .impls import Implementation, ImplementationUnavailable, resolve
+from .leftovers import sweep_once
 from .loader import SuiteError, load_suites, validate_paths
-from .report import ReportPaths, RunInfo, profile_verdicts, write_report
+from .report import (
+    ReportPaths,
+    RunInfo,
+    console_summary,
+    profile_verdicts,
+    selection_of,
+    write_report,
+)
 from .session import (
     SUITES_DIR,
     ExpectationsError,
     Progress,
+    is_not_run,
     load_expectations,
+    never_started,
     run_all,
     select,
 )
 
 PROTOCOL_VERSION = 1
+# --impl values that name a node the harness knows how to start (no {data_dir} needed)
+KNOWN_IMPLS = ("reference", "reference-process")
+KNOWN_PREFIXES = ("mutant:", "mutant-process:", "image:")
+PLACEHOLDER = "{data_dir}"
+LOG_LINES = 10  # lines of the node's log printed when it never started
+
+
+class UsageError(Exception):
+    """A command-line problem, found before any case runs (exit status 2)."""
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, e.g. 10; got "
+                                         f"{text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
+    return value
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -55,8 +104,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None,
                    help="the profile the implementation claims; certification fails unless "
                         "every MUST requirement of it passed")
+    p.add_argument("--allow-no-data-dir", action="store_true",
+                   help="run an --impl command line that has no {data_dir} (by default an "
+                        "error: without it every case would share, or lose, the node's data)")
     p.add_argument("--seed", type=int, default=0, help="seed for generators and power loss")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--timeout", type=seconds, default=10.0, help="seconds per request (> 0)")
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (report.json, report.md, junit.xml); default "
                         "reports/latest for certify, reports/run and reports/replay for the "
@@ -78,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     certify = sub.add_parser("certify", help="run every suite and write the certification report")
     _add_run_options(certify)
     certify.add_argument(
-        "--explore", type=int, default=DEFAULT_SEQUENCES, metavar="N",
+        "--explore", type=count, default=DEFAULT_SEQUENCES, metavar="N",
         help="after the suites, explore N generated sequences with --seed (reproducible); "
              "every verified finding fails the certificate like a failing case, its fixture "
              f"under OUT/explore/ (default {DEFAULT_SEQUENCES}; 0 skips it)")
@@ -112,39 +164,111 @@ def _load_cases(paths: Sequence[Path] | None, catalog: Catalog) -> list[Case]:
     return [case for suite in suites for case in suite.cases]
 
 
-def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, command: str) -> int:
+def check_impl(impl: str, allow_no_data_dir: bool = False) -> None:
+    """UsageError for an --impl value that cannot name a node: empty, unsplittable, or a
+    command line without {data_dir} (unless `allow_no_data_dir`)."""
+    if not impl.strip():
+        raise UsageError("--impl is empty: give reference, reference-process, mutant:NAME, "
+                         "image:NAME[:TAG] or your node's command line with {data_dir}")
+    if impl in KNOWN_IMPLS or impl.startswith(KNOWN_PREFIXES):
+        return
+    try:
+        argv = shlex.split(impl)
+    except ValueError as exc:
+        raise UsageError(f"--impl {impl!r}: cannot split it into arguments ({exc})") from None
+    if not argv:
+        raise UsageError(f"--impl {impl!r} holds no command")
+    if allow_no_data_dir or any(PLACEHOLDER in a for a in argv):
+        return
+    near = sorted(set(re.findall(r"\{[^{}]*\}", impl)))
+    if near:  # a misspelt placeholder: show it spelled right
+        seen = f" (it has {', '.join(near)}: the placeholder is spelled {PLACEHOLDER})"
+        fixed = impl.replace(near[0], PLACEHOLDER)
+    else:
+        seen, fixed = "", f"{impl} --data-dir {PLACEHOLDER}"
+    raise UsageError(
+        f"--impl {impl!r} has no {PLACEHOLDER}{seen}: the harness gives each case a fresh "
+        f"data directory there, and without it every case would share (or lose) the node's "
+        f"data. Put it where your node takes its directory, e.g. --impl {shlex.quote(fixed)}; "
+        f"if the node really takes none, add --allow-no-data-dir")
+
+
+def check_out(out: Path) -> None:
+    """UsageError unless `out` is (or can be made) a directory the report can be written to;
+    made now, so that a run never ends with nowhere to write its report."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".conformance-write-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {out}: the report cannot be written there "
+                         f"({exc.strerror or exc})") from None
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """What every command that starts nodes shares: --impl and --timeout."""
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout {timeout!r}: expected a number of seconds > 0, e.g. 10")
+    impl = getattr(args, "impl", None)
+    if isinstance(impl, str):
+        # explore takes any command line; certify, run and replay insist on {data_dir}
+        check_impl(impl, getattr(args, "allow_no_data_dir", True))
+
+
+def _check_run(args: argparse.Namespace, catalog: Catalog) -> tuple[frozenset[str] | None,
+                                                                      dict[str, str]]:
+    """certify, run and replay: every option checked before any case runs. Returns the
+    claimed profile's capabilities and the expected failures."""
+    if args.image is not None:
+        if args.impl != "reference":
+            raise UsageError("give --impl or --image, not both")
+        if not args.image.strip():
+            raise UsageError("--image is empty: give NAME[:TAG]")
+        args.impl = f"image:{args.image}"
+    check_common(args)
     profile_caps = None
     if args.profile is not None:
         try:
             profile_caps = catalog.profile_capabilities(args.profile)
-        except KeyError as exc:
-            print(f"conformance: {exc.args[0]}", file=sys.stderr)
-            return 2
+        except KeyError:
+            known = ", ".join(p.name for p in catalog.profiles)
+            raise UsageError(f"--profile {args.profile!r} is not a profile of the catalog; "
+                             f"one of: {known}") from None
     expected = load_expectations(args.expectations) if args.expectations else {}
-    if args.image is not None:
-        if args.impl != "reference":
-            print("conformance: give --impl or --image, not both", file=sys.stderr)
-            return 2
-        args.impl = f"image:{args.image}"
+    check_out(args.out)
+    return profile_caps, expected
+
+
+def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, command: str) -> int:
+    profile_caps, expected = _check_run(args, catalog)
     try:
         impl: Implementation = resolve(args.impl, seed=args.seed, timeout=args.timeout,
                                        profile_capabilities=profile_caps)
-    except ImplementationUnavailable as exc:
-        print(f"conformance: {exc}", file=sys.stderr)
-        return 2
+    except (ImplementationUnavailable, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     cases = select(cases, args.pattern)
     if not cases:
-        print("conformance: no case selected", file=sys.stderr)
-        return 2
+        raise UsageError(f"no case selected (-k {args.pattern!r})")
     print(f"conformance {__version__}: {len(cases)} cases against {impl.name}"
           f" (seed {args.seed})", file=sys.stderr)
     started_wall = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    progress = Progress(verbose=args.verbose)
-    results = run_all(cases, impl, args.seed, expected, progress, args.differential)
-    progress.done()
+    progress = Progress(verbose=args.verbose, total=len(cases))
+    try:
+        results = run_all(cases, impl, args.seed, expected, progress, args.differential)
+    finally:
+        progress.done()
+    stuck = never_started(results)
+    if stuck is not None:
+        _say_never_started(stuck, results)
     exploration = None
-    if getattr(args, "explore", 0) > 0:
+    if getattr(args, "explore", 0) > 0 and stuck is not None:
+        done = Exploration(args.explore, args.seed, not_run=f"the node never started: {stuck}")
+        exploration = {**done.to_dict(), "summary": done.summary()}
+    elif getattr(args, "explore", 0) > 0:
         print(f"conformance: exploring {args.explore} generated sequences (seed {args.seed}; "
               "--explore 0 skips it)", file=sys.stderr)
         done, found = explore_for_certificate(args.impl, impl, sequences=args.explore,
@@ -154,23 +278,46 @@ def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, comm
         exploration = {**done.to_dict(), "summary": done.summary()}
         print(f"conformance: exploration: {done.summary()}", file=sys.stderr)
     duration = time.monotonic() - t0
-    identity, advertised, unavailable = _identity(results, impl)
+    identity, advertised, unavailable = _identity(results, impl, stuck)
     info = RunInfo(implementation=identity, adapter=impl.name,
                    protocol_version=PROTOCOL_VERSION, capabilities=sorted(advertised),
                    profile=args.profile, seed=args.seed, started=started_wall,
                    duration_s=round(duration, 3), command=command, harness_version=__version__,
-                   unavailable_faults=unavailable, exploration=exploration)
-    paths = write_report(results, catalog, info, args.out)
-    return _summarize(results, catalog, advertised, args.profile, duration, paths)
+                   unavailable_faults=unavailable, exploration=exploration,
+                   selection=selection_of(args.command, args.pattern, _selected_paths(args)))
+    with interrupts.critical():  # the three files of one run, never a mix with an older one
+        paths = write_report(results, catalog, info, args.out)
+    return _summarize(results, catalog, advertised, args.profile, duration, paths, stuck,
+                      selection=info.selection)
 
 
-def _identity(results: list[CaseResult], impl: Implementation
+def _say_never_started(reason: str, results: list[CaseResult]) -> None:
+    ran = [r for r in results if r.start_failure]
+    skipped = len(results) - len(ran)
+    print(f"conformance: the node never started: {reason}"
+          + (f"; the other {skipped} case(s) were not run" if skipped else ""), file=sys.stderr)
+    logs = ran[-1].failure.logs if ran and ran[-1].failure is not None else ""
+    if logs.strip():
+        print("conformance: its log ends with:", file=sys.stderr)
+        for line in logs.strip().splitlines()[-LOG_LINES:]:
+            print(f"  {line}", file=sys.stderr)
+
+
+def _selected_paths(args: argparse.Namespace) -> list[Path]:
+    """The suite files a run or replay named (certify runs its suite directory whole)."""
+    return [args.file] if args.command == "replay" else list(getattr(args, "paths", None) or [])
+
+
+def _identity(results: list[CaseResult], impl: Implementation, stuck: str | None
               ) -> tuple[dict[str, str], set[str], dict[str, str]]:
     """The implementation's identity and capabilities, as it announced them in hello (with the
-    harness faults the adapter can inject), and the faults it cannot, with its reasons."""
+    harness faults the adapter can inject), and the faults it cannot, with its reasons. A
+    node that never started has announced nothing (and is not asked again)."""
     probe_case = results[0].case if results else None
     if probe_case is None:
         return {"name": impl.name}, set(), {}
+    if stuck is not None:
+        return {"name": f"{impl.name} (never started)", "never_started": stuck}, set(), {}
     adapter = impl.factory(probe_case)
     try:
         hello = adapter.start("synced")
@@ -178,26 +325,25 @@ def _identity(results: list[CaseResult], impl: Implementation
         return ({str(k): str(v) for k, v in hello.implementation.items()},
                 set(hello.capabilities) | (set(adapter.fault_capabilities) - set(unavailable)),
                 unavailable)
+    except AdapterError as exc:  # it started for the cases, not now: nothing is advertised
+        print(f"conformance: the node did not start to say who it is: {exc}", file=sys.stderr)
+        return {"name": impl.name}, set(), {}
     finally:
         adapter.close()
 
 
 def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str],
-               profile: str | None, duration: float, paths: ReportPaths) -> int:
+               profile: str | None, duration: float, paths: ReportPaths,
+               stuck: str | None = None,
+               selection: str | None = None) -> int:
     counts: dict[str, int] = {}
     for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    for r in results:
-        if r.status in ("failed", "error", "xpassed"):
-            print(f"\n{r.status.upper()} {r.case.suite}::{r.case.id} ({r.case.location})")
-            if r.failure is not None:
-                print(r.failure.render())
-            elif r.reason:
-                print(f"  {r.reason}")
-    verdicts = profile_verdicts(results, catalog, advertised)
-    print("\nProfiles:")
-    for v in verdicts:
-        print(f"  {v.profile:<22} {v.summary()}")
+        status = "not run (the node never started)" if is_not_run(r) else r.status
+        counts[status] = counts.get(status, 0) + 1
+    verdicts = profile_verdicts(results, catalog, advertised, selection)
+    if stuck is not None:
+        print(f"\nThe node never started ({stuck}): no profile can be certified.")
+    print("\n".join(console_summary(results, catalog, advertised, selection)))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"\n{summary} in {duration:.2f}s; report: {paths.markdown} (also report.json, "
           "junit.xml)")
@@ -210,6 +356,10 @@ def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str]
     return 1 if bad else 0
 
 
+# the commands that start nodes: they first remove what killed runs left behind
+NODE_COMMANDS = ("certify", "run", "replay", "mutants", "explore")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "conformance " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -217,7 +367,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(["certify", *(argv or [])])
     if args.command in DEFAULT_OUT and args.out is None:
         args.out = DEFAULT_OUT[args.command]
+    # SIGTERM and SIGHUP take Ctrl-C's path: every node stopped, every temp dir removed
+    with interrupts.handled():
+        try:
+            return _main(args, command)
+        except KeyboardInterrupt as exc:
+            name, status = ((exc.name, exc.exit_status) if isinstance(exc, interrupts.Interrupted)
+                            else ("SIGINT", 130))
+            print(f"conformance: interrupted by {name}; every node was stopped", file=sys.stderr)
+            return status
+
+
+def _main(args: argparse.Namespace, command: str) -> int:
     try:
+        if args.command in NODE_COMMANDS:
+            check_common(args)
+            swept = sweep_once()
+            if swept is not None and swept.summary():
+                print(f"conformance: {swept.summary()}", file=sys.stderr)
         catalog = load_catalog()
         if args.command == "validate":
             errors = validate_paths(args.paths or [SUITES_DIR])
@@ -237,12 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return mutation.command(args, catalog, command)
         if args.command == "explore":
             return explore.command(args)
-    except (SuiteError, CatalogError, ExpectationsError) as exc:
+    except (SuiteError, CatalogError, ExpectationsError, UsageError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("conformance: interrupted; every node was stopped", file=sys.stderr)
-        return 130
     return 2
 
 

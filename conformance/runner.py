@@ -34,6 +34,21 @@ class StepFailed(Exception):
         self.failure = failure
 
 
+class NodeDidNotStart(StepFailed, AdapterError):
+    """The node did not get through `hello` at the start of a case: a failed step for the
+    case (the start), and an adapter error for a caller that drives the runner itself."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(Failure(f"the node did not start: {reason}"))
+        self.reason = reason
+
+
+def start_reason(exc: AdapterError) -> str:
+    """Why a start failed, in words, without the log tail some messages carry (the case's
+    failure shows the log): the same words for every case when the node never starts."""
+    return str(exc).split("; stderr ends with", 1)[0].strip() or type(exc).__name__
+
+
 AdapterFactory = Callable[[Case], Adapter]
 
 
@@ -79,6 +94,8 @@ class CaseRunner:
         self._counting = False
         # requirement -> why this case did not exercise it (a step's `exercises`)
         self.unexercised: dict[str, str] = {}
+        # why the node did not start for this case (NodeDidNotStart), "" when it did
+        self.start_failure = ""
         # per-step numbers for the report's timeline of a failing case (trace.py)
         self.timeline = StepTrace()
 
@@ -109,8 +126,15 @@ class CaseRunner:
 
     def begin(self) -> list[str]:
         """Start the node and the oracle; return what the node lacks for the case ([] when
-        the case applies; then the oracle is ready)."""
-        hello = self._start_or_probe()
+        the case applies; then the oracle is ready). NodeDidNotStart when the node does not
+        get through hello (LayerFailed, the harness's own, passes as it is)."""
+        try:
+            hello = self._start_or_probe()
+        except LayerFailed:
+            raise
+        except AdapterError as exc:
+            self.start_failure = start_reason(exc)
+            raise NodeDidNotStart(self.start_failure) from exc
         self._counting = self.adapter.sync_counters() is not None
         missing = missing_capabilities(self.case, hello, self.adapter)
         if not missing:
@@ -615,6 +639,10 @@ def summarize(step: Step | None, ex: Exchange) -> dict[str, Any]:
 def run_case(case: Case, factory: AdapterFactory, seed: int = 0) -> CaseResult:
     adapter = factory(case)
     try:
-        return CaseRunner(case, adapter, seed).run()
+        runner = CaseRunner(case, adapter, seed)
+        result = runner.run()
+        if result.status == "failed":
+            result.start_failure = runner.start_failure
+        return result
     finally:
         adapter.close()

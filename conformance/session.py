@@ -1,5 +1,9 @@
 """Run many cases against one implementation: selection, expectations, progress.
 
+A node that never starts ends the run early: when the first `START_GIVE_UP` cases all
+failed at the start for the same reason, the others are not run, and each says so
+(`never_started`, `not_run`), instead of every case waiting for a hello that never comes.
+
 An expectations file records the known failures of one implementation (like
 test262's expectation trees): a listed case that fails is `xfailed`; a listed
 case that passes is `xpassed`, which counts as a failure (strict), so the file
@@ -12,10 +16,12 @@ cannot silently go stale.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -36,8 +42,9 @@ class ExpectationsError(ValueError):
 
 def load_expectations(path: Path) -> dict[str, str]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        with path.open(encoding="utf-8") as stream:  # YAML errors then name the file
+            data = yaml.safe_load(stream)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ExpectationsError(f"{path}: cannot read expectations: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("expected_failures", {}), dict):
         raise ExpectationsError(f"{path}: expected a mapping with 'expected_failures: "
@@ -62,38 +69,145 @@ def select(cases: Iterable[Case], pattern: str | None) -> list[Case]:
     return [c for c in cases if pattern in c.id or pattern in c.suite]
 
 
+# The first cases that all failed at the start for the same reason: the node never starts.
+START_GIVE_UP = 3
+FAILING = ("failed", "error", "xpassed")
+
+
+def never_started(results: Sequence[CaseResult]) -> str | None:
+    """Why the node never started, when every case that ran failed at the start for the same
+    reason (CaseResult.start_failure); None when it started at least once, or the reasons
+    differ."""
+    ran = [r for r in results if not is_not_run(r)]
+    reasons = {r.start_failure for r in ran}
+    if ran and len(reasons) == 1 and "" not in reasons:
+        return reasons.pop()
+    return None
+
+
+NOT_RUN = "not run: the node never started"
+
+
+def not_run(case: Case, reason: str) -> CaseResult:
+    """A case left out because the first cases showed that the node never starts (it did
+    not run: `not_applicable` is the status of a case that did not run, with the reason)."""
+    return CaseResult(case, "not_applicable", reason=f"{NOT_RUN}: {reason}")
+
+
+def is_not_run(result: CaseResult) -> bool:
+    return result.status == "not_applicable" and result.reason.startswith(NOT_RUN)
+
+
 @dataclass
 class Progress:
+    """What the run prints while it goes: per suite, one symbol per case (today's compact
+    output), or one line per case with `verbose`. On a terminal (`live`: None asks `out`),
+    the current suite's line also shows cases done / total, the elapsed time and the
+    failures so far, redrawn in place (a carriage return, no escape codes) at every result
+    and every second; elsewhere (a log, a pipe) nothing is redrawn."""
+
     out: TextIO = sys.stderr
     verbose: bool = False
+    total: int = 0
+    live: bool | None = None
     _suite: str = ""
+    _symbols: str = ""
+    _done: int = 0
+    _failed: int = 0
+    _started: float = field(default_factory=time.monotonic)
+    _drawn: int = 0  # characters of the live line on screen
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ticker: threading.Thread | None = None
 
     SYMBOL = {"passed": ".", "failed": "F", "not_applicable": "s", "error": "E",
               "xfailed": "x", "xpassed": "X"}
+    TICK = 1.0  # seconds between redraws of the elapsed time
+
+    def __post_init__(self) -> None:
+        if self.live is None:
+            isatty = getattr(self.out, "isatty", None)
+            self.live = bool(isatty and isatty())
+        if self.live and not self.verbose:
+            self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
 
     def __call__(self, result: CaseResult) -> None:
-        if self.verbose:
-            print(f"{result.case.suite}::{result.case.id} {result.status.upper()}"
-                  f" ({result.duration:.2f}s)", file=self.out, flush=True)
-            return
-        if result.case.suite != self._suite:
-            if self._suite:
-                print(file=self.out)
-            self._suite = result.case.suite
-            print(f"{self._suite:<24}", end=" ", file=self.out)
-        print(self.SYMBOL.get(result.status, "?"), end="", file=self.out, flush=True)
+        with self._lock:
+            self._done += 1
+            self._failed += result.status in FAILING
+            if self.verbose:
+                print(f"{result.case.suite}::{result.case.id} {result.status.upper()}"
+                      f" ({result.duration:.2f}s){self._counts(' ')}", file=self.out,
+                      flush=True)
+                return
+            if result.case.suite != self._suite:
+                self._end_suite()
+                self._suite, self._symbols = result.case.suite, ""
+                if not self.live:
+                    print(f"{self._suite:<24}", end=" ", file=self.out)
+            symbol = self.SYMBOL.get(result.status, "?")
+            self._symbols += symbol
+            if self.live:
+                self._draw()
+            else:
+                print(symbol, end="", file=self.out, flush=True)
 
     def done(self) -> None:
-        if self._suite and not self.verbose:
+        """End the output (idempotent): the current suite's line, without the live part."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(self.TICK * 2)
+        with self._lock:
+            if not self.verbose:
+                self._end_suite()
+            self._suite = self._symbols = ""
+
+    # -- the live line --------------------------------------------------------------------
+
+    def _counts(self, sep: str) -> str:
+        if not self.live:
+            return ""
+        elapsed = time.monotonic() - self._started
+        failed = f", {self._failed} failed" if self._failed else ""
+        return f"{sep}[{self._done}/{self.total} cases, {elapsed:.0f} s{failed}]"
+
+    def _draw(self) -> None:
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        head, tail = f"{self._suite:<24} ", self._counts("  ")
+        room = max(width - len(head) - len(tail), 4)
+        symbols = self._symbols if len(self._symbols) <= room else (
+            "..." + self._symbols[-(room - 3):])
+        line = (head + symbols + tail)[:width]
+        print("\r" + line.ljust(self._drawn), end="", file=self.out, flush=True)
+        self._drawn = len(line)
+
+    def _end_suite(self) -> None:
+        if not self._suite:
+            return
+        if self.live:  # the whole suite line, over the live one
+            line = f"{self._suite:<24} {self._symbols}"
+            print("\r" + line.ljust(self._drawn), file=self.out, flush=True)
+            self._drawn = 0
+        else:
             print(file=self.out, flush=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.TICK):
+            with self._lock:
+                if self._suite and not self._stop.is_set():
+                    self._draw()
 
 
 def run_all(cases: Sequence[Case], impl: Implementation, seed: int,
             expected: dict[str, str] | None = None,
             on_result: Callable[[CaseResult], None] | None = None,
-            differential: bool = False) -> list[CaseResult]:
-    results = []
-    for case in cases:
+            differential: bool = False, give_up_after: int = START_GIVE_UP) -> list[CaseResult]:
+    """Run `cases` in order. When the first `give_up_after` cases all failed at the start
+    for the same reason, the rest are not run: each is a `not_run` result (not passed to
+    `on_result`); `never_started(results)` then gives the reason."""
+    results: list[CaseResult] = []
+    for i, case in enumerate(cases):
         started = time.monotonic()
         try:
             if differential:
@@ -109,4 +223,7 @@ def run_all(cases: Sequence[Case], impl: Implementation, seed: int,
         results.append(result)
         if on_result is not None:
             on_result(result)
+        if len(results) == give_up_after and (reason := never_started(results)) is not None:
+            results += [not_run(rest, reason) for rest in cases[i + 1:]]
+            break
     return results

@@ -358,8 +358,8 @@ def test_close_removes_its_temp_dir_and_is_idempotent(make: Callable[..., Proces
     a.start("synced")
     a.request("open")
     data_dir = a.data_dir
-    # with the layer, the temp dir holds store/ (the backing tree) and data/ (the mount)
-    temp = data_dir.parent if use_layer else data_dir
+    # the temp dir holds data/ (with the layer: the mount, beside store/, the backing tree)
+    temp = data_dir.parent
     assert data_dir.is_dir() and temp.name.startswith("conformance-")
     assert os.path.ismount(data_dir) == use_layer
     pid = a.pid

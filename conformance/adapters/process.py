@@ -7,8 +7,11 @@ request included, so a node that hangs or stops reading fails the step instead
 of hanging the run.
 
 The child runs in a session of its own, so a crash (SIGKILL to the process
-group) takes every process it started with it. Nothing the adapter starts
-outlives `close()`, the adapter's garbage collection or interpreter exit.
+group) takes every process it started with it; what left the group (setsid) is
+found through /proc and killed too (reaper.py). Nothing the adapter starts
+outlives `close()`, the adapter's garbage collection, interpreter exit or a
+SIGINT, SIGTERM or SIGHUP of the CLI (conformance/interrupts.py); what a harness
+killed with SIGKILL left is removed by the next run (conformance/leftovers.py).
 
 Power loss: where FUSE works (`conformance.faults.crashfs.available()`), the data
 directory is the mount of a crash-simulating filesystem (conformance/faults/crashfs/);
@@ -32,9 +35,7 @@ import os
 import queue
 import select
 import shutil
-import signal
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -43,7 +44,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NoReturn
 
+from ..interrupts import critical
+from ..leftovers import make_temp_dir, sweep_once
 from ..wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
+from . import reaper
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
@@ -138,10 +142,16 @@ def _pump_stderr(stream: IO[bytes], tail: _StderrTail) -> None:
 
 
 class _Child:
-    """One lifetime of the node: the process, its reader threads and its stdout queue."""
+    """One lifetime of the node: the process, its reader threads and its stdout queue.
+
+    The node's environment carries a marker of its own (reaper.NODE_ENV), which its
+    descendants inherit: the kill finds by it those that left the process group."""
 
     def __init__(self, argv: list[str], env: dict[str, str] | None, tail: _StderrTail,
                  max_line: int = MAX_LINE) -> None:
+        reaper.become_subreaper()  # orphans of the node re-parent here, within reach
+        self.token = reaper.node_token()
+        env = {**(env if env is not None else os.environ), reaper.NODE_ENV: self.token}
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env, start_new_session=True,  # its own process group: killpg reaches it all
@@ -187,16 +197,17 @@ class _Child:
         return True
 
     def kill(self) -> int | None:
-        """SIGKILL the whole process group, reap the leader, stop the readers. Idempotent.
+        """SIGKILL the whole process group and every process of the node that left it,
+        reap the leader and the node's orphans, stop the readers. Idempotent.
 
         Returns the exit status (negative: killed by that signal), None if unknown.
         """
         # The group id is the leader's pid (start_new_session). It stays reserved while the
         # unreaped leader or any other member exists; ESRCH just means they are all gone.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        found = reaper.kill_node(self.proc.pid, self.token)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=KILL_WAIT)
+        reaper.finish_node(self.proc.pid, self.token, found, KILL_WAIT)
         for t in self.threads:
             t.join(JOIN_WAIT)
         with contextlib.suppress(OSError, ValueError):
@@ -219,19 +230,21 @@ class _Resources:
 
     def __init__(self, temp_dir: Path | None) -> None:
         self.child: _Child | None = None
+        # the adapter's own temporary directory (leftovers.make_temp_dir), removed last
         self.temp_dir = temp_dir
         self.layer: NodeLayer | None = None
 
     def release(self) -> None:
-        child, self.child = self.child, None
-        if child is not None:
-            child.kill()
-        layer, self.layer = self.layer, None
-        if layer is not None:  # unmounted before its directory is removed
-            layer.close()
-        if self.temp_dir is not None:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
-            self.temp_dir = None
+        with critical():  # an interrupt must not leave it half done: it runs only once
+            child, self.child = self.child, None
+            if child is not None:
+                child.kill()
+            layer, self.layer = self.layer, None
+            if layer is not None:  # unmounted before its directory is removed
+                layer.close()
+            if self.temp_dir is not None:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+                self.temp_dir = None
 
 
 class ProcessAdapter(LayerFaults, Adapter):
@@ -272,6 +285,7 @@ class ProcessAdapter(LayerFaults, Adapter):
         self.env: dict[str, str] | None = dict(env) if env is not None else None
         self.name = name or " ".join(self.argv)
         owns = data_dir is None
+        sweep_once()  # what harnesses killed with SIGKILL left behind
         self._no_layer = unavailable(power_loss, None if owns else (
             "the data directory was given explicitly (the layer mounts its own)"))
         self._layer: NodeLayer | None = None
@@ -282,17 +296,22 @@ class ProcessAdapter(LayerFaults, Adapter):
                 self._layer = NodeLayer.take(seed, self._tail.note, timeout=self.timeout + 20)
             except LayerFailed as exc:
                 self._no_layer = str(exc)
-        if self._layer is not None:
-            self.data_dir = self._layer.mountpoint
-        elif data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="conformance-"))
-        else:
-            self.data_dir = Path(data_dir)
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._res = _Resources(self.data_dir if owns and self._layer is None else None)
-        self._res.layer = self._layer
-        # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
-        self._finalizer = weakref.finalize(self, self._res.release)
+        with critical():  # made and recorded for release together
+            temp: Path | None = None
+            if self._layer is not None:
+                self.data_dir = self._layer.mountpoint
+            elif data_dir is None:
+                # data/ inside it: the owner marker stays out of the node's directory
+                temp = make_temp_dir()
+                self.data_dir = temp / "data"
+                self.data_dir.mkdir()
+            else:
+                self.data_dir = Path(data_dir)
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._res = _Resources(temp)
+            self._res.layer = self._layer
+            # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
+            self._finalizer = weakref.finalize(self, self._res.release)
         if self._no_layer is None:
             self.fault_capabilities = self.fault_capabilities | LAYER_FAULTS
         self._next_id = 1
@@ -349,11 +368,12 @@ class ProcessAdapter(LayerFaults, Adapter):
         self._starts += 1
         self._tail.note(f"start #{self._starts}: {' '.join(argv)}")
         env = {**os.environ, **self.env} if self.env is not None else None
-        try:
-            child = _Child(argv, env, self._tail, self.max_line)
-        except OSError as exc:
-            raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
-        self._res.child = child
+        with critical():  # never a node that release() would not know of
+            try:
+                child = _Child(argv, env, self._tail, self.max_line)
+            except OSError as exc:
+                raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
+            self._res.child = child
         self._pids.append(child.pid)
         self._tail.note(f"pid {child.pid}")
 

@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -230,7 +229,9 @@ class CrashFS:
 
 
 def _fresh(prefix: str, allow_other: bool, mode: int) -> CrashFS:
-    base = Path(tempfile.mkdtemp(prefix=prefix))
+    from conformance.leftovers import make_temp_dir  # its owner marker: swept if we are killed
+
+    base = make_temp_dir(prefix)
     base.chmod(mode)
     try:
         return CrashFS(base / "store", base / "data", allow_other=allow_other, owned=base)
