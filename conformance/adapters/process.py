@@ -47,6 +47,7 @@ from typing import IO, Any, NoReturn
 from ..interrupts import critical
 from ..leftovers import make_temp_dir, sweep_once
 from ..wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
+from ..wire.decode import Overlong
 from . import reaper
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
@@ -57,6 +58,7 @@ STDERR_LIMIT = 200 * 1024  # bytes of stderr kept, newest last
 KILL_WAIT = 5.0  # seconds to wait for a SIGKILLed process to be reaped
 JOIN_WAIT = 2.0  # seconds to wait for a reader thread after its process is gone
 QUOTE_LIMIT = 300  # characters of an offending line quoted in a ProtocolViolation
+PIECE = 1 << 16  # bytes a stdout line is read by
 EXIT_GRACE = 2.0  # seconds a node whose stdout closed has to exit before it "closed its stdout"
 
 
@@ -118,13 +120,23 @@ def _pump_lines(stream: IO[bytes], out: queue.Queue[bytes | None],
                 max_line: int = MAX_LINE) -> None:
     """Reader thread: stdout lines into the queue, then None at EOF.
 
-    A line longer than `max_line` is queued as its first max_line + 1 bytes (which the
-    reply check rejects) and ends the reading: no more than the bound is ever held."""
+    A line is read in pieces; one longer than `max_line` is queued as an `Overlong` (its
+    start, which the reply check rejects) and ends the reading: no more than the bound is
+    ever held."""
     try:
-        while line := stream.readline(max_line + 1):
-            out.put(line)
-            if len(line) > max_line:
-                break
+        while True:
+            pieces, size = [], 0
+            while piece := stream.readline(min(PIECE, max_line + 1 - size)):
+                pieces.append(piece)
+                size += len(piece)
+                if piece.endswith(b"\n") or size > max_line:
+                    break
+            if size > max_line:
+                out.put(Overlong(pieces[0][:Overlong.KEEP]))
+                return
+            if not pieces:
+                return
+            out.put(pieces[0] if len(pieces) == 1 else b"".join(pieces))
     except (OSError, ValueError):
         pass
     finally:

@@ -30,6 +30,13 @@ class MalformedLine(ValueError):
         self.path = path
 
 
+class Overlong(bytes):
+    """The start of a line longer than the bound: all a transport keeps of it (it stops
+    reading there), so that no line costs more than the bound in memory."""
+
+    KEEP = 1200  # bytes kept: enough to quote QUOTE_LIMIT characters
+
+
 class _Rejected(Exception):
     """Raised by the strict decoder's hooks at the first forbidden token."""
 
@@ -109,12 +116,13 @@ def decode_line(raw: bytes, *, max_line: int = MAX_LINE,
                 max_depth: int = MAX_DEPTH) -> dict[str, Any] | None:
     """One line as the JSON object it must be; None for a blank line (tolerated).
 
-    Raises MalformedLine for anything else: a line over `max_line` bytes, not UTF-8, not
+    Raises MalformedLine for anything else: a line over `max_line` bytes (or an `Overlong`
+    a transport made of one), not UTF-8, not
     JSON, not an object, nested deeper than `max_depth`, a float, NaN or Infinity, an
     integer of more digits than 2**64-1 has, or a duplicate key. Lone surrogates in strings
     (`"\\ud800"`) are kept as the escape text, so that printing them cannot fail.
     """
-    if len(raw) > max_line:
+    if len(raw) > max_line or isinstance(raw, Overlong):
         raise MalformedLine(f"a line longer than {max_line} bytes (the harness's bound; "
                             "docs/protocol.md, Reply validation)")
     try:
@@ -187,7 +195,7 @@ def _safe_repr(value: Any) -> str:
 
 def quote(raw: bytes) -> str:
     """A line for an error message: decoded leniently, cut at QUOTE_LIMIT characters."""
-    text = raw[:QUOTE_LIMIT * 4].decode("utf-8", errors="replace").rstrip("\r\n")
-    if len(text) > QUOTE_LIMIT or len(raw) > QUOTE_LIMIT * 4:
+    text = raw[:Overlong.KEEP].decode("utf-8", errors="replace").rstrip("\r\n")
+    if len(text) > QUOTE_LIMIT or len(raw) > Overlong.KEEP or isinstance(raw, Overlong):
         text = text[:QUOTE_LIMIT] + "..."
     return repr(text)

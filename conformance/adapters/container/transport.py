@@ -10,6 +10,7 @@ import socket
 import time
 
 from ...wire.decode import MAX_LINE as MAX_LINE  # re-exported: the default bound
+from ...wire.decode import Overlong
 
 PORT = 7070  # the port the node listens on inside the container (docs/protocol.md)
 
@@ -40,9 +41,9 @@ class Connection:
     def readline(self, deadline: float) -> bytes | None:
         """The next line; b"" at EOF (a partial last line counts as EOF); None on timeout.
 
-        A line longer than `max_line` comes back as its first max_line + 1 bytes (which the
-        reply check rejects), and the connection reads nothing more: the buffer never holds
-        more than the bound and one received chunk."""
+        A line longer than `max_line` comes back as an `Overlong` (its start, which the reply
+        check rejects), and the connection reads nothing more: the buffer never holds more
+        than the bound and one received chunk."""
         while True:
             nl = self.buf.find(b"\n", 0, self.max_line + 1)
             if nl >= 0:
@@ -50,7 +51,7 @@ class Connection:
                 del self.buf[:nl + 1]
                 return line
             if len(self.buf) > self.max_line:
-                line = bytes(self.buf[:self.max_line + 1])
+                line = Overlong(self.buf[:Overlong.KEEP])
                 self.buf.clear()
                 self.eof = True
                 return line
