@@ -59,7 +59,7 @@ class TracePoint:
     def to_dict(self) -> dict[str, Any]:
         """The fields that say something: defaults are left out, to keep reports small."""
         return {k: v for k, v in asdict(self).items()
-                if k in ("step", "kind", "line") or v not in (None, False)}
+                if k in ("step", "kind", "line") or (v is not None and v is not False)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TracePoint:

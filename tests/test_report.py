@@ -153,8 +153,9 @@ def test_requirement_statuses() -> None:
     st001 = statuses["ST-001"]
     assert st001.cases == {"passed": ["st-pass"], "failed": ["st-fail"]}
     assert st001.failures == {}
-    assert st001.interrupted == {"st-fail": "st-fail: pointer saved before the pin"}
-    assert statuses["ST-002"].failures == {"st-fail": "st-fail: pointer saved before the pin"}
+    assert st001.interrupted == {"st-fail": "ST-002: st-fail: pointer saved before the pin"}
+    assert st001.stopped_by == {"st-fail": "ST-002"}
+    assert statuses["ST-002"].failures == {"st-fail": "ST-002: st-fail: pointer saved before the pin"}
     assert statuses["ST-002"].cases == {"failed": ["st-fail"]}
     assert statuses["CS-001"].not_applicable == {"cs-na": "missing capability reader"}
     assert statuses["CS-002"].cases == {}
@@ -174,8 +175,9 @@ def test_a_failure_fails_what_it_names_and_interrupts_the_rest() -> None:
     assert st["ST-001"].status == "interrupted" and list(st["ST-001"].interrupted) == ["c"]
     baseline = next(v for v in profile_verdicts([stopped], cat, []) if v.name == "baseline")
     assert not baseline.certified
-    assert any(r.startswith("requirement ST-001 had no case run to completion (case c "
-                            "stopped before checking it: c: pointer saved") for r in baseline.reasons)
+    assert ("requirement ST-001 had no case run to completion (a consequence of CS-001: case c"
+            " stopped at that failure before checking it)") in baseline.reasons
+    assert baseline.consequences == {"CS-001": ("ST-001",)}
     died = make_result(make_case("d", ("CS-001", "ST-001")), "failed",
                        failure=Failure("the node died", requirement=None))
     st = requirement_status([died], cat)
@@ -249,7 +251,9 @@ def test_an_unexercised_must_requirement_certifies_with_a_caveat(tmp_path: Path)
     paths = write_report(results, small_catalog(), info(["reader", "writer", "failpoints"]),
                          tmp_path)
     md = paths.markdown.read_text(encoding="utf-8")
-    assert "What the `skip` verdict did not test:" in md and why in md
+    assert ("**CERTIFIED** for the claimed profile `skip`; what it did not test for this"
+            f" node:\n\n- {skip.caveats[0]}") in md
+    assert f"- `skip`: {skip.caveats[0]}" in md  # under the profiles table
     assert "passed, not exercised" in md
     data = json.loads(paths.json.read_text(encoding="utf-8"))
     skip_json = next(p for p in data["profiles"] if p["name"] == "skip")
@@ -396,8 +400,8 @@ def test_junit_counts(written: tuple[Path, dict[str, Any]]) -> None:
     assert failing is not None
     failure = failing.find("failure")
     assert failure is not None
-    assert failure.get("message") == "st-fail: pointer saved before the pin"
-    assert "violates ST-002" in (failure.text or "")
+    assert failure.get("message") == "ST-002: st-fail: pointer saved before the pin"
+    assert "not checked, the case stopped here: ST-001" in (failure.text or "")
     assert "<&>" in (failure.text or "")  # escaped on write, intact after parsing
     props = [(p.get("name"), p.get("value")) for p in failing.iter("property")]
     assert ("requirement", "ST-002") in props and ("requirement", "ST-001") in props
@@ -407,23 +411,25 @@ def test_junit_counts(written: tuple[Path, dict[str, Any]]) -> None:
 def test_markdown_shows_verdict_and_failure_location(written: tuple[Path, dict[str, Any]]) -> None:
     out, _ = written
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert md.startswith("# Conformance report: reference 0.1.0")
+    lines = md.splitlines()
+    # the verdict first, right under the title; the run's details last
+    assert lines[0] == "# Conformance report: reference 0.1.0"
+    assert lines[2] == "**NOT CERTIFIED** for the claimed profile `skip`:"
+    assert md.index("## Profiles") < md.index("## Root causes") < md.index("## Failures") \
+        < md.index("## Not applicable") < md.index("## Requirements") < md.index("## Run")
     for text in ("Protocol version**: 1", "Seed**: 1234", "3.50 s",
                  "conformance run --adapter inprocess --seed 1234"):
-        assert text in md
-    # verdict comes before the requirement tables
-    assert md.index("## Verdict") < md.index("## Requirements") < md.index("## Failures")
-    assert "**NOT CERTIFIED** for the claimed profile `skip`" in md
-    # the failing step's YAML location and the violated requirement
+        assert text in md[md.index("## Run"):]
+    # the failing step's YAML location and the root cause, named once
     assert "suites/store.yaml:24:7" in md
-    assert "violates ST-002" in md
-    assert "Violates ST-002: title of ST-002" in md
-    assert "Case defined at `suites/store.yaml:20:3`" in md
-    assert "```text\nst-fail: pointer saved before the pin\n  at step 3" in md
-    assert "### ST: Store contract" in md
-    assert "| ST-002 | MUST | title of ST-002 | **FAILED** | `st-fail` (failed) |" in md
-    assert "| CS-002 | MAY | title of CS-002 | untested | — |" in md
-    assert "## Not applicable" in md and "missing capability reader" in md
+    assert "- Root cause: ST-002: st-fail: pointer saved before the pin" in md
+    assert "| ST-002: title of ST-002 | 1 |" in md
+    assert "Case defined at `suites/store.yaml:20:3`; cites ST-002, ST-001" in md
+    assert "```text\nST-002: st-fail: pointer saved before the pin\nat step 3" in md
+    assert "not checked, the case stopped here: ST-001" in md
+    assert "| **failed** | 2 | SP-002, ST-002 |" in md
+    assert "| untested (no case ran) | 1 | CS-002 |" in md
+    assert "## Not applicable" in md and "| missing capability reader | 1: `cs-na` |" in md
     assert "`sp-xfail`" in md and "bug #7" in md
 
 
@@ -454,7 +460,11 @@ def test_json_round_trip(written: tuple[Path, dict[str, Any]]) -> None:
     assert failure["allowed"] == "pinned = true with meta >= 5"
     assert failure["requirement"] == "ST-002"
     assert failure["logs_tail"].startswith("line one")
-    assert failure["rendered"].startswith("st-fail: pointer saved before the pin")
+    assert failure["rendered"].startswith("ST-002: st-fail: pointer saved before the pin")
+    assert failing["root_cause"] == {
+        "requirement": "ST-002", "message": "ST-002: st-fail: pointer saved before the pin",
+        "allowed": "pinned = true with meta >= 5", "rule": "check", "consequences": ["ST-001"],
+        "superseded": None}
     assert [p["name"] for p in data["profiles"]] == ["baseline", "pinned", "skip"]
     assert "mutants" not in data
 
@@ -632,8 +642,7 @@ def test_report_files_name_the_unavailable_fault(tmp_path: Path) -> None:
     assert skip["untested_faults"] == {"power_loss": {"reason": NO_POWER,
                                                       "requirements": ["ST-001"]}}
     md = paths.markdown.read_text(encoding="utf-8")
-    header = md[:md.index("## Verdict")]
-    assert f"**Harness faults not available**: `power_loss` ({NO_POWER})" in header
+    assert f"**Harness faults not available**: `power_loss` ({NO_POWER})" in md
     assert "**NOT CERTIFIED** for the claimed profile `skip`" in md
     assert ("- durability under power loss could not be tested: the test adapter cannot"
             " simulate a power loss (requirement ST-001)") in md
@@ -703,11 +712,11 @@ def test_sqlite_node_through_an_adapter_without_power_loss_is_not_certified(
     assert skip["reasons"][0].startswith(  # first: never cut off in a summary
         f"durability under power loss could not be tested: {reason} (requirements ")
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert f"`power_loss` ({reason})" in md[:md.index("## Verdict")]
+    assert f"`power_loss` ({reason})" in md
     assert "**NOT CERTIFIED** for the claimed profile `skip`" in md
     assert f"- {skip['reasons'][0]}" in md
     printed = capsys.readouterr().out
-    assert f"skip                   not certified ({skip['reasons'][0]}" in printed
+    assert f"skip                   not certified: {skip['reasons'][0]}" in printed
 
 
 def test_reference_in_process_is_certified_for_every_profile(

@@ -10,6 +10,7 @@ from conformance.cases import Case, CaseResult, Failure, Location, Step
 from conformance.catalog import LEVELS, Catalog
 
 from ..syncs import total as sync_totals
+from .blame import blame
 from .model import (
     _FAILING,
     CASE_STATUSES,
@@ -21,6 +22,7 @@ from .model import (
     requirement_status,
     unavailable_faults,
 )
+from .text import render, scrub
 
 FORMAT_VERSION = 1
 LOG_TAIL_LINES = 50
@@ -44,17 +46,26 @@ def _log_tail(logs: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(logs.splitlines()[-lines:])
 
 
-def _failure_dict(failure: Failure, include_logs: bool) -> dict[str, Any]:
+def _failure_dict(result: CaseResult, failure: Failure, include_logs: bool) -> dict[str, Any]:
     return {
-        "message": failure.message,
-        "rendered": failure.render(),
+        "message": scrub(failure.message),
+        "rendered": render(result) if include_logs else scrub(failure.message),
         "step": _step(failure.step) if failure.step is not None else None,
         "request": failure.request,
         "reply": failure.reply,
         "allowed": failure.allowed,
         "requirement": failure.requirement,
-        "logs_tail": _log_tail(failure.logs) if include_logs else "",
+        "logs_tail": scrub(_log_tail(failure.logs)) if include_logs else "",
     }
+
+
+def _root_cause(result: CaseResult) -> dict[str, Any] | None:
+    """The failing case's root cause (blame.py): one failure, one name."""
+    b = blame(result)
+    if b is None:
+        return None
+    return {"requirement": b.root, "message": scrub(b.message), "allowed": b.allowed,
+            "rule": b.rule, "consequences": list(b.consequences), "superseded": b.superseded}
 
 
 def _case_dict(result: CaseResult) -> dict[str, Any]:
@@ -73,14 +84,17 @@ def _case_dict(result: CaseResult) -> dict[str, Any]:
         "durability": case.durability,
         "tags": list(case.tags),
         "location": _location(case.location),
-        "reason": result.reason,
+        "reason": scrub(result.reason),
         "violations": list(result.violations),
         "syncs": result.syncs,
         "failure": (
-            _failure_dict(result.failure, include_logs=failing)
+            _failure_dict(result, result.failure, include_logs=failing)
             if result.failure is not None
             else None
         ),
+        "root_cause": _root_cause(result),
+        # what each step showed (trace.py), for failing cases only
+        "trace": [p.to_dict() for p in result.trace] if failing else [],
     }
 
 

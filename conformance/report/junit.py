@@ -10,6 +10,7 @@ from conformance.cases import CaseResult
 
 from .json_report import _log_tail
 from .model import _FAILING, RunInfo, _failure_message, _na_reason, _order
+from .text import render, scrub
 
 _XML_INVALID = re.compile(
     "[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
@@ -75,25 +76,25 @@ def render_junit(results: Sequence[CaseResult], info: RunInfo) -> ET.Element:
             props += [("violation", rid) for rid in res.violations]
             _properties(case, props)
             if res.status in ("failed", "error"):
-                text = res.failure.render() if res.failure is not None else _failure_message(res)
                 tag = "failure" if res.status == "failed" else "error"
                 el = ET.SubElement(
-                    case, tag, message=_xml(_failure_message(res)), type=res.status
+                    case, tag, message=_xml(scrub(_failure_message(res))), type=res.status
                 )
-                el.text = _xml(text)
+                el.text = _xml(render(res))
             elif res.status == "not_applicable":
-                ET.SubElement(case, "skipped", message=_xml(_na_reason(res)))
+                ET.SubElement(case, "skipped", message=_xml(scrub(_na_reason(res))))
             elif res.status == "xfailed":
                 el = ET.SubElement(
                     case,
                     "skipped",
-                    message=_xml("expected failure: " + (res.reason or _failure_message(res))),
+                    message=_xml("expected failure: "
+                                 + scrub(res.reason or _failure_message(res))),
                     type="xfail",
                 )
                 if res.failure is not None:
-                    el.text = _xml(res.failure.render())
+                    el.text = _xml(render(res))
             if res.failure is not None and res.failure.logs and res.status in _FAILING:
-                ET.SubElement(case, "system-err").text = _xml(_log_tail(res.failure.logs))
+                ET.SubElement(case, "system-err").text = _xml(scrub(_log_tail(res.failure.logs)))
     ET.indent(root)
     return root
 

@@ -1,4 +1,10 @@
-"""report.md: the verdict first, then requirements by area, failures and skipped cases."""
+"""report.md: what a person reads in a minute, verdict first.
+
+Order: the verdict for the claimed profile and why not; one compact table of every
+profile; the root causes of the failures (one failure, one name: blame.py) and each
+failing case; the cases that did not apply, grouped by why; the requirements by status;
+syncs; the run's details last. The timelines of the failing cases are in report.html.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conformance.cases import CaseResult
-from conformance.catalog import AREAS, Catalog, Requirement
+from conformance.catalog import Catalog
 
 from .json_report import LOG_TAIL_LINES, _log_tail, build_report
 from .model import (
-    CASE_STATUSES,
     REQUIREMENT_STATUSES,
-    RequirementStatus,
+    ProfileVerdict,
     RunInfo,
     _failure_message,
-    _na_reason,
     _order,
+    na_groups,
     profile_verdicts,
-    requirement_status,
+    root_causes,
 )
-
-_RENDERED_LOG_LINES = 20  # what Failure.render() shows
-
+from .text import LOG_LINES, failure_text, scrub
 
 
 def _cell(text: object) -> str:
@@ -54,40 +57,53 @@ def _block(text: str) -> list[str]:
     return [fence + "text", text, fence]
 
 
-def _faults_line(faults: Mapping[str, str]) -> str:
-    if not faults:
-        return "none"
-    return "; ".join(f"{_code(f)} ({_cell(why)})" for f, why in faults.items()) + (
-        "; the cases that need them were not applicable, and the verdict names the profiles"
-        " this leaves untested")
+def _ids(ids: Sequence[str], shown: int = 12) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(_code(i) for i in ids[:shown]) + more
 
 
-def _area_heading(req: Requirement) -> tuple[int, str]:
-    prefixes = list(AREAS)
-    if req.prefix in AREAS:
-        return prefixes.index(req.prefix), f"{req.prefix}: {AREAS[req.prefix][1]}"
-    return len(prefixes), req.area
+def _headline(info: RunInfo, claimed: Mapping[str, Any] | None,
+              verdicts: Sequence[ProfileVerdict]) -> list[str]:
+    if claimed is None:
+        certified = [v.name for v in verdicts if v.certified]
+        return ["No profile claimed; certified for "
+                + (", ".join(_code(n) for n in certified) if certified else "no profile") + "."]
+    if not claimed["known"]:
+        return [f"**NOT CERTIFIED**: the claimed profile {_code(info.profile)} is not in the"
+                " catalog."]
+    v = next(v for v in verdicts if v.name == info.profile)
+    if v.certified and v.caveats:
+        return [f"**CERTIFIED** for the claimed profile {_code(info.profile)}; what it did not"
+                " test for this node:", "", *(f"- {_cell(c)}" for c in v.caveats)]
+    if v.certified:
+        return [f"**CERTIFIED** for the claimed profile {_code(info.profile)}."]
+    return [f"**NOT CERTIFIED** for the claimed profile {_code(info.profile)}:", "",
+            *(f"- {_cell(why)}" for why in v.why_not())]
 
 
-def _case_refs(st: RequirementStatus) -> str:
-    refs = []
-    for status, ids in st.cases.items():
-        for cid in ids:
-            refs.append(_code(cid) if status == "passed" else f"{_code(cid)} ({status})")
-    return ", ".join(refs) if refs else "—"
-
-
-def _status_word(st: RequirementStatus) -> str:
-    words = {
-        "passed": "passed",
-        "not_exercised": "passed, not exercised",
-        "interrupted": "**not checked** (its cases stopped at another failure)",
-        "failed": "**FAILED**",
-        "not_applicable": "not applicable",
-        "untested": "untested",
-    }
-    word = words[st.status]
-    return word + " (known)" if st.known_failure else word
+def _profile_table(info: RunInfo, verdicts: Sequence[ProfileVerdict]) -> list[str]:
+    out = ["| Profile | Verdict | MUST passed | Others passed | Why not |",
+           "|---|---|---|---|---|"]
+    for v in verdicts:
+        mark = " (claimed)" if v.name == info.profile else ""
+        verdict = "certified" if v.certified else "**not certified**"
+        optional = ", ".join(f"{level} {c.get('passed', 0)}/{sum(c.values())}"
+                             for level, c in v.optional.items())
+        why = "; ".join(v.why_not()) or "—"
+        out.append(f"| {_code(v.name)}{mark} | {verdict} | {v.must_passed}/{len(v.must)}"
+                   f" | {optional or '—'} | {_cell(why)} |")
+    # the same note for several profiles is said once, naming them
+    notes: dict[str, list[str]] = {}
+    for v in verdicts:
+        if v.excluded:
+            notes.setdefault("not binding for this node (they apply only to nodes without a"
+                             " capability it advertises): " + ", ".join(v.excluded), []
+                             ).append(v.name)
+        for caveat in v.caveats:
+            notes.setdefault(caveat, []).append(v.name)
+    lines = [f"- {', '.join(_code(n) for n in names)}: {_cell(note)}"
+             for note, names in notes.items()]
+    return out + (["", *lines] if lines else [])
 
 
 def render_markdown(
@@ -96,202 +112,141 @@ def render_markdown(
     info: RunInfo,
     mutants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """report.md: the verdict first, then requirements by area, failures, skipped cases."""
+    """report.md: verdict, profiles, root causes and failures, not applicable, the rest."""
     data = build_report(results, catalog, info, mutants)
     ordered = _order(results)
-    statuses = requirement_status(ordered, catalog)
-    verdicts = profile_verdicts(ordered, catalog, info.capabilities)
-    out: list[str] = [
-        f"# Conformance report: {info.identity()}",
-        "",
-        f"- **Implementation**: {_cell(info.identity())}",
-        f"- **Adapter**: {_cell(info.adapter)}",
-        f"- **Protocol version**: {info.protocol_version}",
-        "- **Advertised capabilities**: "
-        + (", ".join(_code(c) for c in sorted(info.capabilities)) or "none"),
-        f"- **Claimed profile**: {_code(info.profile) if info.profile else 'none'}",
-        "- **Harness faults not available**: " + _faults_line(data["info"]["unavailable_faults"]),
-        "- **Exploration**: " + (_cell(info.exploration["summary"]) if info.exploration
-                                 else "none (`--explore 0`, or not a certify run)"),
-        f"- **Seed**: {info.seed}",
-        f"- **Started**: {info.started}",
-        f"- **Duration**: {info.duration_s:.2f} s",
-        f"- **Command**: {_code(info.command)}",
-        f"- **Harness**: {_cell(info.harness_version)}",
-        "",
-        "## Verdict",
-        "",
-    ]
-    claimed = data["summary"]["claimed_profile"]
-    if claimed is None:
-        out.append("No profile claimed; the verdict for every profile follows.")
-    elif not claimed["known"]:
-        out.append(f"**NOT CERTIFIED**: the claimed profile {_code(info.profile)} is not in the"
-                   " catalog.")
-    elif claimed["certified"]:
-        out.append(f"**CERTIFIED** for the claimed profile {_code(info.profile)}.")
-    else:
-        out.append(f"**NOT CERTIFIED** for the claimed profile {_code(info.profile)}.")
-    out += [
-        "",
-        "| Profile | Verdict | MUST passed | SHOULD passed/failed | MAY passed/failed |",
-        "|---|---|---|---|---|",
-    ]
-    for v in verdicts:
-        mark = " (claimed)" if v.name == info.profile else ""
-        verdict = "certified" if v.certified else "**not certified**"
-        opt = {
-            lvl: f"{c.get('passed', 0)}/{c.get('failed', 0)}" for lvl, c in v.optional.items()
-        }
-        out.append(
-            f"| {_code(v.name)}{mark} | {verdict} | {v.must_passed}/{len(v.must)}"
-            f" | {opt.get('SHOULD', '—')} | {opt.get('MAY', '—')} |"
-        )
-    for v in verdicts:
-        if v.excluded:
-            out += [
-                "",
-                f"Not binding in {_code(v.name)} for this node (they apply only to nodes without"
-                " a capability it advertises): " + ", ".join(v.excluded) + ".",
-            ]
-        if v.caveats:
-            out += ["", f"What the {_code(v.name)} verdict did not test:", ""]
-            out += [f"- {_cell(caveat)}" for caveat in v.caveats]
-        if v.certified:
-            continue
-        out += ["", f"Why {_code(v.name)} is not certified:", ""]
-        out += [f"- {_cell(reason)}" for reason in v.reasons]
-
-    summary = data["summary"]
-    out += ["", "## Summary", "", "| Cases | " + " | ".join(CASE_STATUSES) + " |"]
-    out.append("|---" * (len(CASE_STATUSES) + 1) + "|")
-    out.append(
-        f"| {summary['cases']['total']} | "
-        + " | ".join(str(summary["cases"][s]) for s in CASE_STATUSES)
-        + " |"
-    )
-    out += ["", "| Requirements | " + " | ".join(REQUIREMENT_STATUSES) + " |"]
-    out.append("|---" * (len(REQUIREMENT_STATUSES) + 1) + "|")
-    out.append(
-        f"| {summary['requirements']['total']} | "
-        + " | ".join(str(summary["requirements"][s]) for s in REQUIREMENT_STATUSES)
-        + " |"
-    )
+    verdicts = profile_verdicts(ordered, catalog, info.capabilities, info.selection)
+    out: list[str] = [f"# Conformance report: {_cell(info.identity())}", ""]
+    out += _headline(info, data["summary"]["claimed_profile"], verdicts)
+    if info.selection is not None:
+        out += ["", f"Not all cases ran ({_cell(info.selection)}): no profile is certified by"
+                    " this run; `conformance certify` runs them all."]
+    out += ["", "## Profiles", "", *_profile_table(info, verdicts)]
+    out += _root_cause_section(ordered, catalog)
+    out += _failures_section(ordered, catalog)
+    out += _expected_section(ordered)
+    out += _na_section(ordered, info)
+    out += _requirements_section(data, catalog)
     if data["unknown_requirement_ids"]:
-        out += [
-            "",
-            "Cases cite requirement IDs that are not in the catalog: "
-            + ", ".join(_code(i) for i in data["unknown_requirement_ids"])
-            + ".",
-        ]
-
+        out += ["", "Cases cite requirement IDs that are not in the catalog: "
+                + ", ".join(_code(i) for i in data["unknown_requirement_ids"]) + "."]
     out += _syncs_section(data["syncs"])
-
-    out += ["", "## Requirements"]
-    areas: dict[tuple[int, str], list[Requirement]] = {}
-    for req in catalog.requirements:
-        areas.setdefault(_area_heading(req), []).append(req)
-    for key in sorted(areas):
-        out += ["", f"### {key[1]}", "", "| ID | Level | Title | Status | Cases |",
-                "|---|---|---|---|---|"]
-        for req in sorted(areas[key], key=lambda r: r.id):
-            st = statuses[req.id]
-            out.append(
-                f"| {req.id} | {req.level} | {_cell(req.title)} | {_status_word(st)}"
-                f" | {_case_refs(st)} |"
-            )
-
-    failing = [r for r in ordered if r.status in ("failed", "error")]
-    out += ["", "## Failures", ""]
-    if not failing:
-        out.append("No case failed.")
-    for i, res in enumerate(failing):
-        if i:
-            out.append("")
-        out += _failure_section(res, catalog)
-
-    known = [r for r in ordered if r.status == "xfailed"]
-    unexpected = [r for r in ordered if r.status == "xpassed"]
-    if known or unexpected:
-        out += ["", "## Expected failures", ""]
-        for res in known:
-            out.append(
-                f"- {_code(res.case.id)} ({_cell(res.case.suite)}, {res.case.location}):"
-                f" xfailed, {_cell(res.reason or _failure_message(res))}"
-            )
-        for res in unexpected:
-            out.append(
-                f"- {_code(res.case.id)} ({_cell(res.case.suite)}, {res.case.location}):"
-                " xpassed, the expectation is stale"
-            )
-
-    skipped = [r for r in ordered if r.status == "not_applicable"]
-    out += ["", "## Not applicable", ""]
-    if not skipped:
-        out.append("Every case applied.")
-    else:
-        out += ["| Case | Suite | Requirements | Reason |", "|---|---|---|---|"]
-        for res in skipped:
-            reqs = ", ".join(res.case.requirements) or "—"
-            out.append(
-                f"| {_code(res.case.id)} | {_cell(res.case.suite)} | {reqs}"
-                f" | {_cell(_na_reason(res))} |"
-            )
-
+    out += _run_section(info, data)
     if mutants is not None:
-        m = data["mutants"]
-        out += [
-            "",
-            "## Mutation matrix",
-            "",
-            f"{m['killed']} of {m['total']} mutants killed.",
-            "",
-            "| Mutant | Requirement | Killed | Killed by |",
-            "|---|---|---|---|",
-        ]
-        for row in m["matrix"]:
-            by = ", ".join(_code(c) for c in row["killed_by"]) or "—"
-            out.append(
-                f"| {_code(row['name'])} | {_cell(row['requirement'] or '—')}"
-                f" | {'yes' if row['killed'] else '**no**'} | {by} |"
-            )
+        out += _mutants_section(data["mutants"])
     out.append("")
     return "\n".join(out)
 
 
+def _root_cause_section(ordered: Sequence[CaseResult], catalog: Catalog) -> list[str]:
+    roots = root_causes(ordered)
+    if not roots:
+        return []
+    out = ["", "## Root causes", "",
+           "Each failure is named once, by the requirement its failing check guards"
+           " (docs/report.md, \"One failure, one name\"); the requirements its cases did not"
+           " reach are its consequences.", "",
+           "| Root cause | Cases | First failure | Consequences (not checked) |",
+           "|---|---|---|---|"]
+    for root in roots:
+        title = _title(catalog, root.requirement)
+        first = root.cases[0]
+        out.append(f"| {root.requirement or '(none named)'}{title} | {len(root.cases)}"
+                   f" | {_cell(scrub(_failure_message(first)))} ({_code(first.case.id)})"
+                   f" | {', '.join(root.consequences) or '—'} |")
+    return out
+
+
+def _title(catalog: Catalog, rid: str | None) -> str:
+    if not rid:
+        return ""
+    try:
+        return f": {_cell(catalog.by_id(rid).title)}"
+    except KeyError:
+        return " (not in the catalog)"
+
+
+def _failures_section(ordered: Sequence[CaseResult], catalog: Catalog) -> list[str]:
+    failing = [r for r in ordered if r.status in ("failed", "error")]
+    out = ["", "## Failures", ""]
+    if not failing:
+        return out + ["No case failed."]
+    out += ["The timeline of each failing case is drawn in report.html.", ""]
+    for i, res in enumerate(failing):
+        if i:
+            out.append("")
+        out += _failure_section(res, catalog)
+    return out
+
+
 def _failure_section(res: CaseResult, catalog: Catalog) -> list[str]:
     case = res.case
-    out = [
-        f"### {case.suite} / {case.id}: {res.status}",
-        "",
-        f"- Case defined at {_code(case.location)}",
-    ]
+    text = failure_text(res)
+    out = [f"### {case.suite} / {case.id}: {res.status}", "",
+           f"- Case defined at {_code(case.location)}; cites "
+           f"{', '.join(case.requirements) or '—'}"]
     if case.description:
         out.append(f"- Description: {_cell(case.description)}")
-    out.append(f"- Cites: {', '.join(case.requirements) or '—'}")
-    failure = res.failure
-    if failure is not None and failure.step is not None:
-        step = failure.step
-        out.append(
-            f"- Failing step: step {step.index + 1} ({_cell(step.kind)}) at {_code(step.location)}"
-        )
-    violated = list(res.violations)
-    if failure is not None and failure.requirement and failure.requirement not in violated:
-        violated.insert(0, failure.requirement)
-    for rid in violated:
-        try:
-            title = f": {_cell(catalog.by_id(rid).title)}"
-        except KeyError:
-            title = " (not in the catalog)"
-        out.append(f"- Violates {rid}{title}")
-    out.append(f"- Steps run: {res.steps_run} of {len(case.steps)}; {res.duration:.3f} s")
-    out.append("")
-    text = failure.render() if failure is not None else _failure_message(res)
-    out += _block(text)
-    if failure is not None and len(failure.logs.splitlines()) > _RENDERED_LOG_LINES:
-        # Failure.render() shows the last 20 lines; give more context when there is more
-        out += ["", f"Node log (last {LOG_TAIL_LINES} lines):", ""]
-        out += _block(_log_tail(failure.logs))
+    if text is not None:
+        out.append(f"- Root cause: {_cell(text.headline)}")
+    out += ["", *_block("\n".join([text.headline, *text.lines] if text is not None
+                                  else [scrub(_failure_message(res))]))]
+    if text is not None and text.log:
+        logs = res.failure.logs if res.failure is not None else ""
+        more = len(logs.splitlines()) > LOG_LINES
+        shown = scrub(_log_tail(logs)) if more else text.log
+        count = LOG_TAIL_LINES if more else LOG_LINES
+        out += ["", f"Node log (last {count} lines):", "", *_block(shown)]
+    return out
+
+
+def _expected_section(ordered: Sequence[CaseResult]) -> list[str]:
+    known = [r for r in ordered if r.status == "xfailed"]
+    unexpected = [r for r in ordered if r.status == "xpassed"]
+    if not known and not unexpected:
+        return []
+    out = ["", "## Expected failures", ""]
+    out += [f"- {_code(r.case.id)} ({_cell(r.case.suite)}, {r.case.location}): xfailed,"
+            f" {_cell(scrub(r.reason or _failure_message(r)))}" for r in known]
+    out += [f"- {_code(r.case.id)} ({_cell(r.case.suite)}, {r.case.location}): xpassed, the"
+            " expectation is stale" for r in unexpected]
+    return out
+
+
+def _na_section(ordered: Sequence[CaseResult], info: RunInfo) -> list[str]:
+    groups = na_groups(ordered, info.capabilities)
+    out = ["", "## Not applicable", ""]
+    if not groups:
+        return out + ["Every case applied."]
+    total = sum(len(cases) for _, cases in groups)
+    out += [f"{total} cases did not apply to {_cell(info.identity())}, grouped by why:", "",
+            "| Why | Cases |", "|---|---|"]
+    for why, cases in groups:
+        out.append(f"| {_cell(why)} | {len(cases)}: {_ids([r.case.id for r in cases], 6)} |")
+    return out
+
+
+_STATUS_WORDS = {
+    "passed": "passed",
+    "not_exercised": "passed, not exercised (the state they guard never arose)",
+    "failed": "**failed**",
+    "interrupted": "**not checked** (their cases stopped at another failure)",
+    "not_applicable": "not applicable",
+    "untested": "untested (no case ran)",
+}
+
+
+def _requirements_section(data: Mapping[str, Any], catalog: Catalog) -> list[str]:
+    by_status: dict[str, list[str]] = {}
+    for row in data["requirements"]:
+        by_status.setdefault(row["status"], []).append(row["id"])
+    out = ["", "## Requirements", "", "| Status | Count | Requirements |", "|---|---|---|"]
+    for status in REQUIREMENT_STATUSES:
+        ids = by_status.get(status, [])
+        if ids:
+            out.append(f"| {_STATUS_WORDS[status]} | {len(ids)} | {', '.join(ids)} |")
+    out += ["", "Titles and texts: docs/requirements.md; per requirement, its cases and"
+                " results: report.json (`requirements`)."]
     return out
 
 
@@ -309,3 +264,45 @@ def _syncs_section(syncs: Mapping[str, Mapping[str, float]]) -> list[str]:
         out.append(f"| {cat} | {int(row['requests'])} | {int(row['syncs'])} | "
                    f"{row['per_request']:.2f} |")
     return out
+
+
+def _faults_line(faults: Mapping[str, str]) -> str:
+    if not faults:
+        return "none"
+    return "; ".join(f"{_code(f)} ({_cell(why)})" for f, why in faults.items())
+
+
+def _run_section(info: RunInfo, data: Mapping[str, Any]) -> list[str]:
+    counts = data["summary"]["cases"]
+    ran = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "total" and n)
+    return [
+        "", "## Run", "",
+        f"- **Implementation**: {_cell(info.identity())}",
+        f"- **Adapter**: {_cell(info.adapter)}",
+        f"- **Protocol version**: {info.protocol_version}",
+        "- **Advertised capabilities**: "
+        + (", ".join(_code(c) for c in sorted(info.capabilities)) or "none"),
+        f"- **Claimed profile**: {_code(info.profile) if info.profile else 'none'}",
+        "- **Harness faults not available**: "
+        + _faults_line(data["info"]["unavailable_faults"]),
+        "- **Exploration**: " + (_cell(info.exploration["summary"]) if info.exploration
+                                 else "none (`--explore 0`, or not a certify run)"),
+        f"- **Cases**: {counts['total']} ({ran or 'none'})",
+        f"- **Seed**: {info.seed}",
+        # the two timing fields of report.md (docs/report.md, "Deterministic reports")
+        f"- **Started**: {info.started}",
+        f"- **Duration**: {info.duration_s:.2f} s",
+        f"- **Command**: {_code(info.command)}",
+        f"- **Harness**: {_cell(info.harness_version)}",
+    ]
+
+
+def _mutants_section(m: Mapping[str, Any]) -> list[str]:
+    out = ["", "## Mutation matrix", "", f"{m['killed']} of {m['total']} mutants killed.", "",
+           "| Mutant | Requirement | Killed | Killed by |", "|---|---|---|---|"]
+    for row in m["matrix"]:
+        by = ", ".join(_code(c) for c in row["killed_by"]) or "—"
+        out.append(f"| {_code(row['name'])} | {_cell(row['requirement'] or '—')}"
+                   f" | {'yes' if row['killed'] else '**no**'} | {by} |")
+    return out
+

@@ -19,8 +19,12 @@ How case statuses count for a requirement: ``passed`` and ``xpassed`` are passes
 case shows the behaviour holds; its expectation is stale), ``failed``, ``error`` and
 ``xfailed`` are failures (an xfailed case is a *known* failure: it still fails the
 requirement, an expectation never certifies anything), ``not_applicable`` did not run. A
-requirement that a failing case names as violated (``Failure.requirement`` or
-``CaseResult.violations``) fails too, even when the case does not cite it.
+failing case fails its root cause (:mod:`.blame`: one failure, one name), even when the
+case does not cite it; the other requirements it cites are consequences, not checked.
+
+A run of part of the suites (``RunInfo.selection``: ``run -k``, a suite file, a fixture)
+certifies nothing: its verdicts say "not all cases ran" once, instead of a reason per
+requirement whose cases were not selected.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Any, Literal
 
 from conformance.cases import CaseResult
 from conformance.catalog import LEVELS, Catalog
+
+from .blame import blame, named_requirements
 
 RequirementState = Literal["passed", "not_exercised", "failed", "interrupted",
                            "not_applicable", "untested"]
@@ -64,6 +70,9 @@ class RunInfo:
     # the seeded exploration the certificate includes (explore/budget.py Exploration.to_dict,
     # plus its one-line "summary"); None when none ran
     exploration: dict[str, Any] | None = None
+    # what part of the suites this run selected, in words (selection_of); None when it ran
+    # every case of the suites, as certify does
+    selection: str | None = None
 
     def identity(self) -> str:
         name = str(self.implementation.get("name", "unknown implementation"))
@@ -90,6 +99,9 @@ class RequirementStatus:
     # case id -> the failure that stopped that citing case before it checked this
     # requirement (the failure named another one)
     interrupted: dict[str, str] = field(default_factory=dict)
+    # case id -> the root cause (requirement ID) of the failure that stopped it, for the
+    # cases in ``interrupted``: this requirement is a consequence of that one there
+    stopped_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def case_ids(self) -> list[str]:
@@ -105,6 +117,7 @@ class RequirementStatus:
             "not_applicable": self.not_applicable,
             "unexercised": self.unexercised,
             "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
         }
 
 
@@ -143,6 +156,11 @@ class ProfileVerdict:
     # and what a certificate must say about each, in words; neither blocks it
     not_exercised: tuple[str, ...] = ()
     caveats: tuple[str, ...] = ()
+    # root cause -> the MUST requirement IDs whose cases all stopped at its failure before
+    # checking them (status interrupted): its consequences, blocking but not failed
+    consequences: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # RunInfo.selection: a run of part of the suites, which certifies nothing
+    selection: str | None = None
 
     @property
     def profile(self) -> str:
@@ -150,13 +168,39 @@ class ProfileVerdict:
         return self.name
 
     def summary(self) -> str:
-        """One console line: the verdict, and why not (the untested-fault reasons come first
-        and are always shown whole), or what a certificate did not test."""
+        """One console line: the verdict, and why not: the untested faults (whole), every
+        failed requirement and the consequences of each, missing capabilities, a partial
+        run, and how many requirements had no case run; or what a certificate did not
+        test."""
         if not self.certified:
-            return f"not certified ({'; '.join(self.reasons[:len(self.untested_faults) + 2])})"
+            return "not certified: " + "; ".join(self.why_not())
         if self.not_exercised:
             return f"CERTIFIED (not exercised for this node: {', '.join(self.not_exercised)})"
         return "CERTIFIED"
+
+    def why_not(self) -> list[str]:
+        """Why not certified, grouped: one item per kind of reason, every requirement ID
+        named (empty when certified)."""
+        if self.certified:
+            return []
+        out = [_fault_reason(f, gap) for f, gap in self.untested_faults.items()]
+        if self.selection is not None:
+            out.append(f"not all cases ran ({self.selection})")
+        if self.failed:
+            out.append("failed " + ", ".join(self.failed))
+        for root, rids in self.consequences.items():
+            out.append(f"not checked, their cases stopped at the {root} failure: "
+                       + ", ".join(rids))
+        if self.missing_capabilities:
+            noun = "capability" if len(self.missing_capabilities) == 1 else "capabilities"
+            out.append(f"missing {noun} " + ", ".join(self.missing_capabilities))
+        fault_only = {r for u in self.untested_faults.values() for r in u.requirements}
+        skipped = [r for r in self.not_applicable if r not in fault_only]
+        if skipped:
+            out.append(f"not applicable to this node: {_ids(skipped)}")
+        if self.untested and self.selection is None:
+            out.append(f"no case cites {_ids(self.untested)}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -167,7 +211,14 @@ class ProfileVerdict:
             fault: {"reason": u.reason, "requirements": list(u.requirements)}
             for fault, u in self.untested_faults.items()
         }
+        data["consequences"] = {k: list(v) for k, v in self.consequences.items()}
         return data
+
+
+def _ids(rids: Sequence[str], shown: int = 8) -> str:
+    """Requirement IDs, the first `shown` of them named and the rest counted."""
+    more = f" and {len(rids) - shown} more" if len(rids) > shown else ""
+    return ", ".join(rids[:shown]) + more
 
 
 
@@ -179,8 +230,10 @@ def _order(results: Iterable[CaseResult]) -> list[CaseResult]:
 
 
 def _failure_message(result: CaseResult) -> str:
-    if result.failure is not None:
-        return result.failure.message
+    """The failing check in its one wording (the root cause's, :mod:`.blame`)."""
+    b = blame(result)
+    if b is not None:
+        return b.message
     if result.reason:
         return result.reason
     return f"case {result.status} without a recorded failure"
@@ -195,13 +248,8 @@ def _na_reason(result: CaseResult) -> str:
 
 
 def _named_violations(result: CaseResult) -> list[str]:
-    """Requirement IDs a failing case reports as violated."""
-    if result.status not in _FAILING:
-        return []
-    named = list(result.violations)
-    if result.failure is not None and result.failure.requirement:
-        named.append(result.failure.requirement)
-    return named
+    """Requirement IDs a failing case fails: its root cause first (:mod:`.blame`)."""
+    return named_requirements(result)
 
 
 def requirement_status(
@@ -235,6 +283,8 @@ def requirement_status(
         failing = [r for r in cited if r.status in _FAILING and _fails(r, rid)]
         stopped = {r.case.id: _failure_message(r) for r in cited
                    if r.status in _FAILING and not _fails(r, rid)}
+        stopped_by = {r.case.id: _named_violations(r)[0] for r in cited
+                      if r.case.id in stopped}
         ran = [r for r in cited if r.status != "not_applicable" and r.case.id not in stopped]
         unexercised = {r.case.id: r.unexercised[rid] for r in ran if rid in r.unexercised}
         state: RequirementState
@@ -259,8 +309,64 @@ def requirement_status(
             known_failure=bool(failing) and all(r.status == "xfailed" for r in failing),
             unexercised=unexercised,
             interrupted=stopped,
+            stopped_by=stopped_by,
         )
     return out
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """The failing cases one root cause accounts for (blame.py), and what they stopped."""
+
+    requirement: str | None  # None: failures that name no requirement
+    cases: tuple[CaseResult, ...]
+    consequences: tuple[str, ...]  # requirement IDs those cases cite and did not check
+
+
+def root_causes(results: Iterable[CaseResult]) -> list[RootCause]:
+    """The failed and errored cases grouped by root cause, the most cases first."""
+    groups: dict[str | None, list[CaseResult]] = {}
+    for res in _order(results):
+        if res.status in ("failed", "error"):
+            b = blame(res)
+            groups.setdefault(b.root if b else None, []).append(res)
+    out = []
+    for root, cases in groups.items():
+        stopped: set[str] = set()
+        for res in cases:
+            b = blame(res)
+            if b is not None:
+                stopped.update(b.consequences)
+                stopped.update([b.superseded] if b.superseded else [])
+        stopped.discard(root or "")
+        out.append(RootCause(root, tuple(cases), tuple(sorted(stopped))))
+    return sorted(out, key=lambda g: (-len(g.cases), g.requirement or "~"))
+
+
+def na_groups(results: Iterable[CaseResult], advertised: Iterable[str]
+              ) -> list[tuple[str, list[CaseResult]]]:
+    """The not-applicable cases grouped by why, in words, the biggest group first: the node
+    capabilities they need and the node lacks (or must not have), or the harness fault the
+    adapter could not inject (with its reason)."""
+    have = set(advertised)
+    groups: dict[str, list[CaseResult]] = {}
+    for res in _order(results):
+        if res.status != "not_applicable":
+            continue
+        if res.unavailable_faults:
+            why = "; ".join(f"needs {f}, which the harness could not inject here: {r}"
+                            for f, r in sorted(res.unavailable_faults.items()))
+        else:
+            needs = set(res.case.capabilities)
+            if res.case.durability == "unsynced":
+                needs.add("unsynced_mode")
+            lacks = sorted(needs - have)
+            extra = sorted(set(res.case.without) & have)
+            parts = [f"needs {', '.join(lacks)}"] if lacks else []
+            parts += [f"is for nodes without {', '.join(extra)}"] if extra else []
+            why = "; ".join(parts) or _na_reason(res)
+        groups.setdefault(why, []).append(res)
+    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
 
 
 def _fails(result: CaseResult, rid: str) -> bool:
@@ -333,9 +439,10 @@ def _no_case_reason(rid: str, st: RequirementStatus) -> str:
     if st.status == "untested":
         return f"requirement {rid} had no case run (no case cites it)"
     if st.status == "interrupted":
-        first = next(iter(st.interrupted.items()))
-        return (f"requirement {rid} had no case run to completion (case {first[0]} stopped "
-                f"before checking it: {first[1].splitlines()[0]})")
+        roots = ", ".join(dict.fromkeys(st.stopped_by.values()))
+        cases = ", ".join(st.interrupted)
+        return (f"requirement {rid} had no case run to completion (a consequence of {roots}:"
+                f" case {cases} stopped at that failure before checking it)")
     reasons = sorted(set(st.not_applicable.values()))
     return f"requirement {rid} had no case run (not applicable: {'; '.join(reasons)})"
 
@@ -345,10 +452,23 @@ def _caveat(rid: str, st: RequirementStatus) -> str:
             f"node ({'; '.join(st.unexercised.values())})")
 
 
+def selection_of(command: str, pattern: str | None = None,
+                 paths: Sequence[object] = ()) -> str | None:
+    """``RunInfo.selection`` for a command line: None when the run covers every case of
+    the suites (certify, or run without paths and -k), else what it selected, in words."""
+    parts = [str(p) for p in paths]
+    if pattern:
+        parts.append(f"-k {pattern}")
+    if command == "replay" or parts:
+        return f"this {command} selected " + (" ".join(parts) or "one fixture")
+    return None
+
+
 def profile_verdicts(
     results: Sequence[CaseResult],
     catalog: Catalog,
     advertised_capabilities: Iterable[str],
+    selection: str | None = None,
 ) -> list[ProfileVerdict]:
     """One verdict per catalog profile, in catalog order.
 
@@ -360,7 +480,9 @@ def profile_verdicts(
     because of a harness fault the adapter could not inject blocks it too, passed or not: one
     reason per fault, first (``untested_faults``). A MUST requirement whose guarded state never
     arose for this node (``not_exercised``: its cases passed on a legal path that avoids the
-    state) does not block, and the certificate says so (``caveats``).
+    state) does not block, and the certificate says so (``caveats``). A run of part of
+    the suites (``selection``) certifies no profile: one reason says not all cases ran,
+    instead of one per requirement whose cases were not selected.
     """
     statuses = requirement_status(results, catalog)
     advertised = set(advertised_capabilities)
@@ -388,6 +510,9 @@ def profile_verdicts(
         untested = [r.id for r in must if statuses[r.id].status == "untested"]
         faults = _untested_faults((r.id for r in must), gaps)
         reasons = [_fault_reason(f, gap) for f, gap in faults.items()]
+        if selection is not None:
+            reasons.append(f"not all cases ran ({selection}); `conformance certify` runs "
+                           "them all")
         reasons += [f"missing capability {c}" for c in missing]
         for r in must:
             st = statuses[r.id]
@@ -396,10 +521,17 @@ def profile_verdicts(
                 reasons.append(
                     f"requirement {r.id} failed by case {', '.join(st.failures)}{known}"
                 )
+            elif st.status == "untested" and selection is not None:
+                pass  # its cases were not selected: said once above
             elif st.status in ("untested", "interrupted") or (
                 st.status == "not_applicable" and not set(st.not_applicable) <= fault_only
             ):  # (not applicable only for want of a fault: already said, once per fault)
                 reasons.append(_no_case_reason(r.id, st))
+        consequences: dict[str, list[str]] = {}
+        for r in must:
+            if statuses[r.id].status == "interrupted":
+                for root in dict.fromkeys(statuses[r.id].stopped_by.values()):
+                    consequences.setdefault(root, []).append(r.id)
         not_exercised = tuple(r.id for r in must if statuses[r.id].status == "not_exercised")
         caveats = tuple(_caveat(rid, statuses[rid]) for rid in not_exercised)
         optional: dict[str, dict[str, int]] = {}
@@ -430,6 +562,8 @@ def profile_verdicts(
                 untested_faults=faults,
                 not_exercised=not_exercised,
                 caveats=caveats,
+                consequences={k: tuple(v) for k, v in sorted(consequences.items())},
+                selection=selection,
             )
         )
     return verdicts

@@ -1,4 +1,4 @@
-"""Writing the three report files: report.json, report.md and junit.xml."""
+"""Writing the four report files: report.json, report.md, junit.xml and report.html."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from conformance.cases import CaseResult
 from conformance.catalog import Catalog
 
+from .html import render_html
 from .json_report import build_report
 from .junit import render_junit
 from .markdown import render_markdown
@@ -25,6 +26,7 @@ class ReportPaths:
     json: Path
     markdown: Path
     junit: Path
+    html: Path
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -40,7 +42,8 @@ def write_report(
     out_dir: Path,
     mutants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReportPaths:
-    """Write report.json, report.md and junit.xml into ``out_dir`` (created if needed)."""
+    """Write report.json, report.md, junit.xml and report.html into ``out_dir`` (created if
+    needed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = ReportPaths(
@@ -48,6 +51,7 @@ def write_report(
         json=out_dir / "report.json",
         markdown=out_dir / "report.md",
         junit=out_dir / "junit.xml",
+        html=out_dir / "report.html",
     )
     data = build_report(results, catalog, info, mutants)
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -56,4 +60,6 @@ def write_report(
     _write_atomic(paths.markdown, md.encode("utf-8", "backslashreplace"))
     xml = ET.tostring(render_junit(results, info), encoding="utf-8", xml_declaration=True)
     _write_atomic(paths.junit, xml + b"\n")
+    page = render_html(results, catalog, info, mutants)
+    _write_atomic(paths.html, page.encode("utf-8", "backslashreplace"))
     return paths
