@@ -210,7 +210,8 @@ def test_a_200_mb_line_through_the_process_adapter(
 
 def test_the_default_bound_admits_the_largest_honest_reply(
         node_writing: Callable[..., ProcessAdapter]) -> None:
-    # the suites' largest reply is a scan of two 1 MiB values (2.0 MiB); 6x for escapes
+    # the suites' largest reply is a scan of two 1 MiB values (4.0 MiB as the reference writes
+    # it); here two 1 MiB values of control characters, each escaped as \u0001 (6 bytes): 12 MiB
     a = node_writing("print(json.dumps({'id': req['id'], 'ok': True, 'result': {'items': "
                      "[['a', '\\x01' * (1 << 20)], ['b', '\\x01' * (1 << 20)]]}}), flush=True)")
     a.start("synced")

@@ -14,7 +14,7 @@ import re
 from itertools import accumulate
 from typing import Any
 
-MAX_LINE = 64 * 1024 * 1024  # bytes of one line, its newline included (32x the suites' largest)
+MAX_LINE = 64 * 1024 * 1024  # bytes of one line, its newline included (16x the suites' largest)
 MAX_DEPTH = 64  # nesting levels of one line (a reply has at most 4: reply, result, items, item)
 U64_MAX = 2**64 - 1
 _U64_DIGITS = len(str(U64_MAX))  # 20: more digits is out of range whatever the digits are
