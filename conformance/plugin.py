@@ -3,6 +3,13 @@
     pytest suites/                                  # the in-process reference
     pytest suites/ --impl "python my_node.py --data-dir {data_dir}" --profile baseline
 
+The verdict is the CLI's: each case runs through the same code as `conformance certify`
+(session.run_all, expectations applied the same way), the same report files are written
+by the same writer (conformance/report/) into --conformance-out (default reports/latest after
+every case of the suites, as `certify`; reports/run after a part, as `run`), and the exit
+status agrees: a failing, erroring or xpassed case fails the session, an expected failure does
+not, and with --profile the session fails unless the report certifies that profile.
+
 A case the implementation cannot support is skipped with its reason (and reported
 as not applicable); an expectations file turns known failures into strict xfails;
 a failure shows the step, the request, the reply, what the oracle allowed, and
@@ -12,21 +19,54 @@ are collected, and one bad file does not stop the others.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as _dt
+import shlex
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import __version__
 from .cases import Case, CaseResult, Failure
-from .catalog import load_catalog
-from .impls import Implementation, resolve
+from .catalog import Catalog, load_catalog
+from .impls import Implementation, ImplementationUnavailable, resolve
 from .loader import SuiteError, load_suite
-from .runner import run_case
-from .session import load_expectations
+from .session import (
+    START_GIVE_UP,
+    SUITES_DIR,
+    ExpectationsError,
+    load_expectations,
+    never_started,
+    not_run,
+    run_all,
+)
 
-_RESULTS = pytest.StashKey[list[CaseResult]]()
-_IMPL = pytest.StashKey[Implementation]()
+# where the report goes unless --conformance-out says: as `conformance certify` for a run of
+# every case, as `conformance run` for a part, which never replaces the certification report
+DEFAULT_OUT = Path("reports/latest")
+PARTIAL_OUT = Path("reports/run")
+
+
+@dataclass
+class _Run:
+    """What the session has gathered: set up at configure, filled as cases run."""
+
+    expected: dict[str, str]
+    started_wall: str
+    started: float
+    results: list[CaseResult]
+    impl: Implementation | None = None
+    # set at the end of the session: where the report is, the profile lines, and why the
+    # claimed profile failed the session (None when it did not)
+    report_line: str | None = None
+    profile_lines: tuple[str, ...] = ()
+    not_certified: str | None = None
+
+
+_RUN = pytest.StashKey[_Run]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,16 +74,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--impl", default="reference",
                 help="reference | reference-process | a command line with {data_dir} | "
                      "image:NAME[:TAG] (a container image)")
-    g.addoption("--profile", default=None, help="the profile the implementation claims")
+    g.addoption("--profile", default=None,
+                help="the profile the implementation claims; the session fails unless the "
+                     "report certifies it")
     g.addoption("--seed", type=int, default=0, help="seed for generators and power loss")
     g.addoption("--conformance-timeout", type=float, default=10.0, help="seconds per request")
     g.addoption("--expectations", default=None, help="YAML of known failures (strict xfail)")
+    g.addoption("--differential", action="store_true", default=False,
+                help="also run each case on the in-process reference (same capabilities) and "
+                     "fail at the first reply that differs")
+    g.addoption("--conformance-out", default=None, metavar="DIR",
+                help="report directory (report.json, .md, .html, junit.xml), relative to the "
+                     f"directory pytest was started in; default {DEFAULT_OUT} when every case "
+                     f"of the suites ran, else {PARTIAL_OUT}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "capability(name): the case needs this capability")
     config.addinivalue_line("markers", "requirement(id): the case checks this requirement")
-    config.stash[_RESULTS] = []
+    profile = config.getoption("--profile", None)
+    if profile is not None:
+        try:
+            load_catalog().profile_capabilities(profile)
+        except KeyError as exc:
+            raise pytest.UsageError(f"--profile: {exc.args[0]}") from None
+    path = config.getoption("--expectations", None)
+    try:
+        expected = load_expectations(Path(path)) if path else {}
+    except ExpectationsError as exc:
+        raise pytest.UsageError(f"--expectations: {exc}") from None
+    config.stash[_RUN] = _Run(
+        expected=expected,
+        started_wall=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        started=time.monotonic(), results=[])
 
 
 def _is_suite_file(path: Path) -> bool:
@@ -63,14 +126,14 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def _implementation(config: pytest.Config) -> Implementation:
-    if _IMPL not in config.stash:
+    run = config.stash[_RUN]
+    if run.impl is None:
         profile = config.getoption("--profile")
         caps = load_catalog().profile_capabilities(profile) if profile else None
-        config.stash[_IMPL] = resolve(config.getoption("--impl"),
-                                      seed=config.getoption("--seed"),
-                                      timeout=config.getoption("--conformance-timeout"),
-                                      profile_capabilities=caps)
-    return config.stash[_IMPL]
+        run.impl = resolve(config.getoption("--impl"), seed=config.getoption("--seed"),
+                           timeout=config.getoption("--conformance-timeout"),
+                           profile_capabilities=caps)
+    return run.impl
 
 
 class SuiteFile(pytest.File):
@@ -79,8 +142,11 @@ class SuiteFile(pytest.File):
             suite = load_suite(self.path)
         except SuiteError as exc:
             raise self.CollectError(str(exc)) from exc
-        expectations_path = self.config.getoption("--expectations")
-        expected = load_expectations(Path(expectations_path)) if expectations_path else {}
+        try:
+            _implementation(self.config)
+        except ImplementationUnavailable as exc:
+            raise self.CollectError(f"--impl: {exc}") from exc
+        expected = self.config.stash[_RUN].expected
         for case in suite.cases:
             item = CaseItem.from_parent(self, name=case.id, case=case)
             for cap in case.capabilities:
@@ -88,11 +154,24 @@ class SuiteFile(pytest.File):
             for rid in case.requirements:
                 item.add_marker(pytest.mark.requirement(rid))
             if case.id in expected:
-                item.add_marker(pytest.mark.xfail(strict=True, reason=expected[case.id]))
+                # only a failure is expected: a harness error still fails the session, as
+                # it fails `conformance certify` (session.apply_expectations keeps it)
+                item.add_marker(pytest.mark.xfail(strict=True, raises=CaseFailed,
+                                                  reason=expected[case.id]))
             yield item
 
 
 class CaseFailed(Exception):
+    """The node failed the case (an expectation may excuse it)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class CaseError(Exception):
+    """The harness could not run the case; never an expected failure."""
+
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
@@ -104,18 +183,32 @@ class CaseItem(pytest.Item):
         self.case = case
 
     def runtest(self) -> None:
-        impl = _implementation(self.config)
-        result = run_case(self.case, impl.factory, self.config.getoption("--seed"))
-        self.config.stash[_RESULTS].append(result)
+        run = self.config.stash[_RUN]
+        # as in session.run_all: once the first cases all failed to start the node for the
+        # same reason, the others are not run
+        stuck = (never_started(run.results[:START_GIVE_UP])
+                 if len(run.results) >= START_GIVE_UP else None)
+        if stuck is not None:
+            result = not_run(self.case, stuck)
+        else:
+            [result] = run_all([self.case], _implementation(self.config),
+                               self.config.getoption("--seed"), run.expected,
+                               differential=self.config.getoption("--differential"))
+        run.results.append(result)
+        failure = result.failure or Failure(result.reason or result.status)
         if result.status == "not_applicable":
             pytest.skip(f"not applicable: {result.reason}")
-        if result.status != "passed":
-            raise CaseFailed(result.failure or Failure(result.reason or result.status))
+        if result.status == "error":
+            raise CaseError(failure)
+        if result.status in ("failed", "xfailed"):
+            raise CaseFailed(failure)
+        # passed, or xpassed: the strict xfail marker turns the latter into a failure
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
-        if isinstance(excinfo.value, CaseFailed):
-            return (f"case {self.case.id} ({self.case.location}) failed:\n"
+        if isinstance(excinfo.value, CaseFailed | CaseError):
+            what = "failed" if isinstance(excinfo.value, CaseFailed) else "could not run"
+            return (f"case {self.case.id} ({self.case.location}) {what}:\n"
                     + excinfo.value.failure.render())
         return str(super().repr_failure(excinfo))
 
@@ -123,22 +216,81 @@ class CaseItem(pytest.Item):
         return self.path, self.case.location.line - 1, f"case: {self.case.id}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A case that does not apply is reported at its YAML line, not at this plugin's skip."""
+    report = yield
+    if isinstance(item, CaseItem) and report.skipped and isinstance(report.longrepr, tuple):
+        report.longrepr = (str(item.path), item.case.location.line, report.longrepr[2])
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the report and decide on the claimed profile, before the terminal summary."""
+    config = session.config
+    run = config.stash.get(_RUN, None)
+    # an interrupted or broken session writes no report, as `conformance certify` does not
+    if run is None or not run.results or run.impl is None or exitstatus not in (
+            pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return
+    # the CLI's own helpers: the identity and capabilities asked in hello, the protocol
+    # version (imported here: the CLI pulls in the explorer, which a plain run never needs)
+    from .cli import PROTOCOL_VERSION, _identity
+    from .report import RunInfo, profile_verdicts, write_report
+
+    catalog = load_catalog()
+    profile = config.getoption("--profile")
+    identity, advertised, unavailable = _identity(run.results, run.impl,
+                                                  never_started(run.results))
+    args = " ".join(shlex.quote(str(a)) for a in config.invocation_params.args)
+    info = RunInfo(implementation=identity, adapter=run.impl.name,
+                   protocol_version=PROTOCOL_VERSION, capabilities=sorted(advertised),
+                   profile=profile, seed=config.getoption("--seed"), started=run.started_wall,
+                   duration_s=round(time.monotonic() - run.started, 3),
+                   command=f"pytest {args}".rstrip(), harness_version=__version__,
+                   unavailable_faults=unavailable, exploration=None,
+                   selection=_selection(config, run.results, catalog))
+    given = config.getoption("--conformance-out")
+    out = config.invocation_params.dir / (Path(given) if given else
+                                          DEFAULT_OUT if info.selection is None else PARTIAL_OUT)
+    paths = write_report(run.results, catalog, info, out)
+    run.report_line = (f"report: {paths.markdown} (also {paths.json.name}, {paths.junit.name}, "
+                       f"{paths.html.name})")
+    verdicts = profile_verdicts(run.results, catalog, advertised, info.selection)
+    run.profile_lines = tuple(f"{v.profile:<22} {v.summary()}" for v in verdicts)
+    if profile is not None:
+        claimed = next((v for v in verdicts if v.profile == profile), None)
+        if claimed is None or not claimed.certified:
+            run.not_certified = f"profile {profile!r} is NOT certified"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _selection(config: pytest.Config, results: list[CaseResult],
+               catalog: Catalog) -> str | None:
+    """``RunInfo.selection``: None when every case of the suites ran (whatever else did, such
+    as regression fixtures), as in `conformance certify`; else what the command line selected,
+    in the words of `conformance run` (a part of the suites certifies nothing)."""
+    from .loader import load_suites
+    from .report import selection_of
+
+    ran = {(r.case.suite, r.case.id) for r in results}
+    every = {(s.name, c.id) for s in load_suites([SUITES_DIR], catalog) for c in s.cases}
+    if every <= ran:
+        return None
+    pattern = config.getoption("keyword") or None
+    return selection_of("run", pattern, config.args)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
-    results = config.stash.get(_RESULTS, [])
-    if not results:
+    run = config.stash.get(_RUN, None)
+    if run is None or run.report_line is None:
         return
-    from .report import profile_verdicts
-
-    impl = config.stash[_IMPL]
-    advertised: set[str] = set()
-    adapter = impl.factory(results[0].case)
-    try:
-        hello = adapter.start("synced")
-        advertised = set(hello.capabilities) | (set(adapter.fault_capabilities)
-                                                 - set(adapter.unavailable_faults()))
-    finally:
-        adapter.close()
     terminalreporter.section("conformance profiles")
-    for v in profile_verdicts(results, load_catalog(), advertised):
-        terminalreporter.write_line(f"{v.profile:<22} {v.summary()}")
+    for line in run.profile_lines:
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(run.report_line)
+    if run.not_certified:
+        terminalreporter.write_line(run.not_certified, red=True, bold=True)
