@@ -158,8 +158,11 @@ def failing_expectations(result: CaseResult) -> dict[str, Any]:
 
 
 def _strip_requirement(message: str, rid: str | None) -> str:
+    """The message without its leading "RID: " (as many as a wrapper stacked)."""
     prefix = f"{rid}: "
-    return message[len(prefix):] if rid and message.startswith(prefix) else message
+    while rid and message.startswith(prefix):
+        message = message[len(prefix):]
+    return message
 
 
 def blame(result: CaseResult) -> Blame | None:
@@ -188,9 +191,7 @@ def blame(result: CaseResult) -> Blame | None:
                          tuple(r for r in cited if r != rid), superseded)
     if named:
         root = named[0]
-        message = failure.message
-        if not message.startswith(f"{root}: "):
-            message = f"{root}: {_strip_requirement(message, root)}"
+        message = f"{root}: {_strip_requirement(failure.message, root)}"
         return Blame(root, message, failure.allowed, "check",
                      tuple(r for r in cited if r not in named))
     return Blame(None, failure.message, failure.allowed, "none", ())

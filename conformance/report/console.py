@@ -23,7 +23,8 @@ def console_summary(results: Sequence[CaseResult], catalog: Catalog,
         if res.status not in _SHOWN:
             continue
         lines += ["", f"{res.status.upper()} {res.case.suite}::{res.case.id} ({res.case.location})"]
-        lines.append(render(res) if res.status != "xpassed" else f"  {scrub(res.reason)}")
+        lines += (render(res) if res.status != "xpassed" else f"  {scrub(res.reason)}"
+                  ).splitlines()
     lines += ["", "Profiles:"]
     for v in profile_verdicts(results, catalog, advertised, selection):
         lines.append(f"  {v.profile:<22} {v.summary()}")

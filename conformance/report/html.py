@@ -27,7 +27,7 @@ from .model import (
     profile_verdicts,
     root_causes,
 )
-from .text import failure_text, scrub
+from .text import exploration_words, failure_text, scrub
 from .timeline import render_timeline
 
 _CSS = """
@@ -70,6 +70,10 @@ def render_html(
     verdicts = profile_verdicts(ordered, catalog, info.capabilities, info.selection)
     body: list[str] = [f"<h1>Conformance report: {_e(info.identity())}</h1>"]
     body += _verdict(info, verdicts)
+    if info.selection is not None:
+        body.append(f'<p class="verdict bad">Not all cases ran ({_e(info.selection)}): no'
+                    " profile is certified by this run; <code>conformance certify</code> runs"
+                    " them all.</p>")
     body += _profiles(info, verdicts)
     body += _roots(ordered, catalog)
     body += _failures(ordered)
@@ -242,7 +246,7 @@ def _run(info: RunInfo, data: Mapping[str, Any]) -> list[str]:
         ("Claimed profile", info.profile or "none"),
         ("Harness faults not available",
          "; ".join(f"{f} ({why})" for f, why in faults.items()) or "none"),
-        ("Exploration", info.exploration["summary"] if info.exploration else "none"),
+        ("Exploration", exploration_words(info.exploration) or "none"),
         ("Selection", info.selection or "every case of the suites"),
         ("Seed", str(info.seed)),
         ("Command", info.command),

@@ -22,7 +22,7 @@ from .model import (
     requirement_status,
     unavailable_faults,
 )
-from .text import render, scrub
+from .text import exploration_words, render, scrub
 
 FORMAT_VERSION = 1
 LOG_TAIL_LINES = 50
@@ -126,6 +126,14 @@ def _unknown_ids(results: Sequence[CaseResult], catalog: Catalog) -> list[str]:
     return sorted(cited - known)
 
 
+def _info(info: RunInfo, ordered: Sequence[CaseResult]) -> dict[str, Any]:
+    data = {**asdict(info), "unavailable_faults": unavailable_faults(ordered, info)}
+    if info.exploration:  # its elapsed time only in its duration_s, a timing field
+        data["exploration"] = {**info.exploration,
+                               "summary": exploration_words(info.exploration)}
+    return data
+
+
 def build_report(
     results: Sequence[CaseResult],
     catalog: Catalog,
@@ -135,7 +143,7 @@ def build_report(
     """The content of report.json, as plain JSON-ready data."""
     ordered = _order(results)
     statuses = requirement_status(ordered, catalog)
-    verdicts = profile_verdicts(ordered, catalog, info.capabilities)
+    verdicts = profile_verdicts(ordered, catalog, info.capabilities, info.selection)
     case_counts = dict.fromkeys(CASE_STATUSES, 0)
     for res in ordered:
         case_counts[res.status] = case_counts.get(res.status, 0) + 1
@@ -169,7 +177,7 @@ def build_report(
     report: dict[str, Any] = {
         "format": "applied-index-conformance-report",
         "format_version": FORMAT_VERSION,
-        "info": {**asdict(info), "unavailable_faults": unavailable_faults(ordered, info)},
+        "info": _info(info, ordered),
         "summary": {
             "cases": {"total": len(ordered), **case_counts},
             "requirements": {"total": len(catalog.requirements), **req_counts},

@@ -26,7 +26,7 @@ from .model import (
     profile_verdicts,
     root_causes,
 )
-from .text import LOG_LINES, failure_text, scrub
+from .text import LOG_LINES, exploration_words, failure_text, scrub
 
 
 def _cell(text: object) -> str:
@@ -285,8 +285,8 @@ def _run_section(info: RunInfo, data: Mapping[str, Any]) -> list[str]:
         f"- **Claimed profile**: {_code(info.profile) if info.profile else 'none'}",
         "- **Harness faults not available**: "
         + _faults_line(data["info"]["unavailable_faults"]),
-        "- **Exploration**: " + (_cell(info.exploration["summary"]) if info.exploration
-                                 else "none (`--explore 0`, or not a certify run)"),
+        "- **Exploration**: " + _cell(exploration_words(info.exploration)
+                                      or "none (`--explore 0`, or not a certify run)"),
         f"- **Cases**: {counts['total']} ({ran or 'none'})",
         f"- **Seed**: {info.seed}",
         # the two timing fields of report.md (docs/report.md, "Deterministic reports")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from conformance.cases import CaseResult
 
@@ -18,6 +19,18 @@ LOG_LINES = 20  # node log lines shown with a failure (report.json keeps more)
 # (docs/report.md, "Deterministic reports").
 _TEMP_PATH = re.compile(r"(?:/[\w.@+-]+)*/conformance-[a-z0-9_]{8}(?![\w])")
 _PID = re.compile(r"\b(pid)([ =:]+)\d+", re.IGNORECASE)
+
+
+# the elapsed time inside the exploration's one-line summary (explore/budget.py
+# Exploration.summary: "...; 374 steps in 44.4 s): ..."); its duration_s keeps it
+_ELAPSED = re.compile(r" in \d+(?:\.\d+)? s\)")
+
+
+def exploration_words(exploration: dict[str, Any] | None) -> str | None:
+    """The exploration's summary without its elapsed time (a timing field apart)."""
+    if not exploration:
+        return None
+    return _ELAPSED.sub(")", str(exploration.get("summary", "")))
 
 
 def scrub(text: str) -> str:
