@@ -379,6 +379,13 @@ def bench_suite(res: Results, paths: list[Path], reps: int) -> None:
     for r in mid.results:
         statuses[r.status] = statuses.get(r.status, 0) + 1
     secs = mid.seconds
+    # figures of a run that went wrong would measure something else: say so, and exit 1
+    broken = {s: n for s, n in statuses.items() if s not in ("passed", "not_applicable")}
+    if broken:
+        res.errors.append(f"part 2: the in-process reference did not pass every case: {broken}")
+    if requests == 0 or starts == 0:
+        res.errors.append(f"part 2: the counting adapter saw {requests} requests and {starts} "
+                          "starts: it no longer wraps the adapter's request/start")
 
     rows = [[f"{len(cases)}", f"{steps:,}", f"{requests:,}", fmt_s(secs),
              f"{steps / secs:,.0f}", f"{requests / secs:,.0f}", f"{len(cases) / secs:,.1f}",
@@ -508,7 +515,8 @@ def run_cli(argv: list[str], timeout: float = CERTIFY_TIMEOUT_S) -> CliRun:
     return CliRun(dt, proc.returncode, summary)
 
 
-def bench_certify(res: Results, reps: int, suites: list[Path] | None, with_process: bool) -> None:
+def bench_certify(res: Results, reps: int, suites: list[Path] | None, with_process: bool,
+                  explore: int | None = None) -> None:
     section(f"3. `conformance certify` wall time (subprocess; in process: median of {reps})")
     exe = console_script()
     if exe is None:
@@ -517,6 +525,7 @@ def bench_certify(res: Results, reps: int, suites: list[Path] | None, with_proce
         return
     print(f"console script: {exe}")
     extra = ["--suites", *map(str, suites)] if suites else []
+    extra += ["--explore", str(explore)] if explore is not None else []
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
         startup = [run_cli([exe, "--version"]) for _ in range(3)]
         inproc = [run_cli([exe, "certify", "--out", f"{tmp}/inproc-{i}", *extra]) for i in range(reps)]
@@ -542,6 +551,8 @@ def bench_certify(res: Results, reps: int, suites: list[Path] | None, with_proce
     else:
         print("--impl reference-process: not run (--quick or --no-process); part 2 gives an "
               "estimate from the node lifetimes")
+    res.errors += [f"part 3: `conformance certify` (in process) exited {r.returncode}: "
+                   f"{r.summary}" for r in inproc if r.returncode != 0]
     if any(r.returncode == 2 for r in [*inproc, *([proc] if proc else [])]):
         print("WARNING: exit 2 is a usage or suite-format error: certify ran no case, so its "
               "wall time is start-up only")
@@ -580,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--suites", type=Path, nargs="+", default=None,
                     help="suite files or directories (default: suites/), for parts 2 and 3")
+    ap.add_argument("--explore", type=int, default=None, metavar="N",
+                    help="certify's --explore for part 3 (default: certify's own; 0 skips it)")
     ap.add_argument("--cprofile", action="store_true",
                     help="also profile one `conformance certify` (in this process) with cProfile "
                          "and print the top functions")
@@ -609,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - report and go on to the other parts
         res.errors.append(f"part 1: {type(exc).__name__}: {exc}")
     bench_suite(res, paths, suite_reps)
-    bench_certify(res, certify_reps, args.suites, not (quick or args.no_process))
+    bench_certify(res, certify_reps, args.suites, not (quick or args.no_process), args.explore)
     if args.cprofile:
         profile_certify(res, args.suites)
 

@@ -61,6 +61,11 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def ratio(a: float, b: float) -> float | None:
+    """a / b; None (printed n/a) when nothing was timed, which an exact-count check names."""
+    return a / b if b else None
+
+
 def fmt_s(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
@@ -411,6 +416,9 @@ class OpenTiming:
     gate_bytes_read: int  # everything open() read except the store log
     store_bytes_read: int
     fsyncs: int
+    # how often the timing wrappers ran: a wrapper the node no longer reaches (the open
+    # builds its store some other way) would time nothing, and every figure would be 0
+    calls: dict[str, int]
 
     @property
     def gate(self) -> float:
@@ -429,8 +437,9 @@ class _ProbedNode(Node):
 
 
 @contextlib.contextmanager
-def probed(probe: dict[str, float]) -> Iterator[None]:
-    """Rebind Store and decode_body in reference_impl.node to timing wrappers."""
+def probed(probe: dict[str, float], calls: dict[str, int]) -> Iterator[None]:
+    """Rebind Store and decode_body in reference_impl.node to timing wrappers (each counts
+    its calls)."""
     real_decode = node_mod.decode_body
 
     class TimedStore(Store):
@@ -438,12 +447,14 @@ def probed(probe: dict[str, float]) -> Iterator[None]:
             t0 = time.perf_counter()
             super().__init__(disk, sync=sync, failpoints=failpoints)
             probe["store_recovery"] += time.perf_counter() - t0
+            calls["store"] += 1
 
         def restore(self, state: dict[str, Any], pin: int | None,
                     keep_meta_at_most: int | None = None) -> None:
             t0 = time.perf_counter()
             super().restore(state, pin, keep_meta_at_most)
             probe["restore"] += time.perf_counter() - t0
+            calls["restore"] += 1
 
     def timed_decode(body: bytes) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -451,6 +462,7 @@ def probed(probe: dict[str, float]) -> Iterator[None]:
             return real_decode(body)
         finally:
             probe["decode"] += time.perf_counter() - t0
+            calls["decode"] += 1
 
     # the Node builds its store through the class attribute `store_class` (so mutants can
     # override one step), not the module name: rebind both
@@ -466,10 +478,11 @@ def probed(probe: dict[str, float]) -> Iterator[None]:
 def timed_open(root: Path, config: NodeConfig) -> OpenTiming:
     disk = CountingOSDisk(root)
     probe = dict.fromkeys(("store_recovery", "load_snapshot", "decode", "restore"), 0.0)
+    calls = dict.fromkeys(("store", "decode", "restore"), 0)
     node = _ProbedNode(disk, config)
     node.probe = probe
     f0 = disk.stats.total_fsyncs()
-    with probed(probe):
+    with probed(probe, calls):
         t0 = time.perf_counter()
         result = node.open()
         total = time.perf_counter() - t0
@@ -477,7 +490,7 @@ def timed_open(root: Path, config: NodeConfig) -> OpenTiming:
     timing = OpenTiming(total, probe["store_recovery"], probe["load_snapshot"], probe["decode"],
                         probe["restore"], result.outcome, result.reason,
                         sum(disk.bytes_read.values()) - store_bytes, store_bytes,
-                        disk.stats.total_fsyncs() - f0)
+                        disk.stats.total_fsyncs() - f0, calls)
     node.close()
     return timing
 
@@ -571,6 +584,11 @@ def bench_cold_start(rep: Report, tmp: Path, keys: int, reps_skip: int, reps_exe
     for label, runs, want_outcome, want_reason in paths:
         got = {(r.outcome, r.reason) for r in runs}
         rep.check(f"cold start outcome, {label}", {(want_outcome, want_reason)}, got)
+        # one store per open; the body decoded and restored exactly when the gate restores
+        restores = 0 if want_outcome == "skipped" else 1
+        rep.check(f"timing wrappers reached the node, {label}",
+                  {(1, restores, restores)},
+                  {(r.calls["store"], r.calls["decode"], r.calls["restore"]) for r in runs})
         m = med_timing(runs)
         res[label] = {**m, "outcome": runs[0].outcome, "reason": runs[0].reason,
                       "fsyncs": runs[0].fsyncs, "gate_bytes_read": runs[0].gate_bytes_read,
@@ -587,17 +605,17 @@ def bench_cold_start(rep: Report, tmp: Path, keys: int, reps_skip: int, reps_exe
                  "restore", "fsyncs", "gate bytes read"], rows))
     skip = res["skip (meta >= snap)"]
     exe = res["execute (meta < snap)"]
-    ratios = [("gate: execute / skip", exe["gate"] / skip["gate"]),
-              ("open: execute / skip", exe["total"] / skip["total"]),
-              ("skip: store recovery / open", skip["store_recovery"] / skip["total"]),
-              ("execute: restore / gate", exe["restore"] / exe["gate"]),
-              ("execute: decode / gate", exe["decode"] / exe["gate"]),
+    ratios = [("gate: execute / skip", ratio(exe["gate"], skip["gate"])),
+              ("open: execute / skip", ratio(exe["total"], skip["total"])),
+              ("skip: store recovery / open", ratio(skip["store_recovery"], skip["total"])),
+              ("execute: restore / gate", ratio(exe["restore"], exe["gate"])),
+              ("execute: decode / gate", ratio(exe["decode"], exe["gate"])),
               ("execute gate: GC on / GC off",
-               exe["gate"] / res["diag: execute, GC off"]["gate"]),
+               ratio(exe["gate"], res["diag: execute, GC off"]["gate"])),
               ("store recovery: GC on / GC off",
-               skip["store_recovery"] / res["diag: skip, GC off"]["store_recovery"])]
+               ratio(skip["store_recovery"], res["diag: skip, GC off"]["store_recovery"]))]
     print()
-    print(table(["ratio", "value"], [[k, f"{v:.2f}"] for k, v in ratios]))
+    print(table(["ratio", "value"], [[k, "n/a" if v is None else f"{v:.2f}"] for k, v in ratios]))
     rep.results["cold_start"] = {"keys": big.keys, "paths": res, "ratios": dict(ratios)}
 
     # Skip gate versus a bare read + CRC of the snapshot file, at each store size.
