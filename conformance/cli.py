@@ -242,8 +242,10 @@ def _check_run(args: argparse.Namespace, catalog: Catalog) -> tuple[frozenset[st
     return profile_caps, expected
 
 
-def _execute(args: argparse.Namespace, cases: list[Case], catalog: Catalog, command: str) -> int:
-    profile_caps, expected = _check_run(args, catalog)
+def _execute(args: argparse.Namespace, suites: Sequence[Path] | None, catalog: Catalog,
+             command: str) -> int:
+    profile_caps, expected = _check_run(args, catalog)  # before the suites load: seconds
+    cases = _load_cases(suites, catalog)
     try:
         impl: Implementation = resolve(args.impl, seed=args.seed, timeout=args.timeout,
                                        profile_capabilities=profile_caps)
@@ -395,11 +397,11 @@ def _main(args: argparse.Namespace, command: str) -> int:
         if args.command == "list":
             return _list(args, catalog)
         if args.command == "certify":
-            return _execute(args, _load_cases(args.suites, catalog), catalog, command)
+            return _execute(args, args.suites, catalog, command)
         if args.command == "run":
-            return _execute(args, _load_cases(args.paths, catalog), catalog, command)
+            return _execute(args, args.paths, catalog, command)
         if args.command == "replay":
-            return _execute(args, _load_cases([args.file], catalog), catalog, command)
+            return _execute(args, [args.file], catalog, command)
         if args.command == "mutants":
             return mutation.command(args, catalog, command)
         if args.command == "explore":

@@ -2,9 +2,11 @@
 
 Every temporary directory the harness makes (`make_temp_dir`, prefix `conformance-`) holds
 a marker file, `.conformance-owner`, naming the harness process that owns it (host, boot,
-pid and start time: conformance/adapters/reaper.py `Owner`). A normal run removes its own
-directories (an adapter's close, its finalizer, atexit, an interrupt). A harness killed
-with SIGKILL cannot: `sweep()`, run once at the start of every run, removes
+pid namespace, pid and start time: conformance/adapters/reaper.py `Owner`). A normal run
+removes its own directories (an adapter's close, its finalizer, atexit, an interrupt); one
+whose maker was interrupted before handing it to its owner is removed at exit (each is
+recorded as it is made). A harness killed with SIGKILL cannot: `sweep()`, run once at the
+start of every run, removes
 
 - the node processes of dead harnesses (found by the `CONFORMANCE_NODE` marker in their
   environment, never by name),
@@ -18,6 +20,7 @@ still runs is never touched; containers are swept the same way by their labels
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .adapters.reaper import Owner, kill_strays
+from .interrupts import critical
 
 PREFIX = "conformance-"
 MARKER = ".conformance-owner"
@@ -37,23 +41,57 @@ UNMOUNT_WAIT = 10.0  # seconds for fusermount3
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
+# every directory make_temp_dir made -> the pid of the process that made it (a forked child
+# must not remove its parent's at its exit)
+_made: dict[Path, int] = {}
+_made_lock = threading.Lock()
+_atexit_for = [0]  # the pid that registered _remove_made
+_PRUNE_AT = 256  # entries before those already removed are forgotten
+
+
 def make_temp_dir(prefix: str = PREFIX) -> Path:
     """A fresh temporary directory with this harness's marker in it (written atomically:
-    a sweep that sees no marker yet leaves the directory alone)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    a sweep that sees no marker yet leaves the directory alone). It is removed at exit if
+    it is still there (its owner was interrupted before it took it)."""
+    with critical():  # made and recorded as one
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        with _made_lock:
+            if _atexit_for[0] != os.getpid():
+                _atexit_for[0] = os.getpid()
+                atexit.register(_remove_made)
+            if len(_made) >= _PRUNE_AT:
+                for old in [p for p in _made if not p.exists()]:
+                    del _made[old]
+            _made[path] = os.getpid()
     owner = Owner.current()
-    record = {"host": owner.host, "boot": owner.boot, "pid": owner.pid, "start": owner.start}
+    record = {"host": owner.host, "boot": owner.boot, "ns": owner.ns, "pid": owner.pid,
+              "start": owner.start}
     tmp = path / (MARKER + ".tmp")
     tmp.write_text(json.dumps(record) + "\n")
     os.replace(tmp, path / MARKER)
     return path
 
 
+def _remove_made() -> None:
+    """At exit: what this process made and nobody removed (unmounted first)."""
+    with _made_lock:
+        made = [path for path, pid in _made.items() if pid == os.getpid()]
+        _made.clear()
+    for path in made:
+        if not path.exists():
+            continue
+        for point in mounts_under(path):
+            _unmount(point)
+        if not mounts_under(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def owner_of(path: Path) -> Owner | None:
     """The harness that made `path` (make_temp_dir), None without a readable marker."""
     try:
         data = json.loads((path / MARKER).read_text())
-        return Owner(str(data["host"]), str(data["boot"]), int(data["pid"]), int(data["start"]))
+        return Owner(str(data["host"]), str(data["boot"]), int(data["pid"]), int(data["start"]),
+                     str(data["ns"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -10,7 +10,7 @@ starts, unless a descendant leaves the group (setsid, setpgid). Three things fin
 - a marker in the environment of every node, `CONFORMANCE_NODE=<owner>:<n>`, which its
   descendants inherit: a child of the harness carrying it is an orphan of that node.
 
-`Owner` names a harness process (host, boot, pid, start time): the node markers and the
+`Owner` names a harness process (host, boot, pid namespace, pid, start time): the node markers and the
 temporary directories' marker files (conformance/leftovers.py) use it, so the next run can
 tell the leftovers of a dead harness from those of a live one.
 
@@ -103,33 +103,45 @@ def boot_id() -> str:
         return ""
 
 
+@cache
+def pid_namespace() -> str:
+    """This process's pid namespace (pids mean something only within one), "" when unknown."""
+    try:
+        return os.readlink(PROC / "self/ns/pid").removeprefix("pid:").strip("[]")
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class Owner:
-    """A harness process, by what stays unique across pid reuse: host, boot, pid and start."""
+    """A harness process, by what stays unique across pid reuse: host, boot, pid namespace,
+    pid and start time."""
 
     host: str
     boot: str
     pid: int
     start: int
+    ns: str = ""
 
     @classmethod
     def current(cls) -> Owner:
         return _owner_of(os.getpid())
 
     def token(self) -> str:
-        # the host goes last: it is the one field that may hold dots and dashes
-        return f"{self.pid}:{self.start}:{self.boot}:{self.host}"
+        # the host goes last: it is the one field that may hold anything but a colon
+        return f"{self.pid}:{self.start}:{self.boot}:{self.ns}:{self.host}"
 
     @classmethod
     def parse(cls, token: str) -> Owner | None:
-        parts = token.split(":", 3)
-        if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit():
+        parts = token.split(":", 4)
+        if len(parts) != 5 or not parts[0].isdigit() or not parts[1].isdigit():
             return None
-        return cls(parts[3], parts[2], int(parts[0]), int(parts[1]))
+        return cls(parts[4], parts[2], int(parts[0]), int(parts[1]), parts[3])
 
     def local(self) -> bool:
-        """Whether this owner ran on this host, so that its pid means something here."""
-        return self.host == socket.gethostname()
+        """Whether this owner ran on this host and in this pid namespace, so that its pid
+        means something here."""
+        return self.host == socket.gethostname() and self.ns == pid_namespace()
 
     def gone(self) -> bool:
         """True only when this owner surely no longer runs: same host, and another boot or
@@ -145,7 +157,8 @@ class Owner:
 @cache
 def _owner_of(pid: int) -> Owner:
     info = stat(pid)
-    return Owner(socket.gethostname(), boot_id(), pid, info.start if info else 0)
+    return Owner(socket.gethostname(), boot_id(), pid, info.start if info else 0,
+                 pid_namespace())
 
 
 _counter = itertools.count(1)
