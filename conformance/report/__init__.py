@@ -7,6 +7,7 @@ The package splits along its concepts:
 - :mod:`.blame`: one failure, one name: the root cause of each failing case (the blame
   order), the rest its consequences;
 - :mod:`.text`: a failure in its one wording, and :func:`scrub` (temp paths, pids);
+- :mod:`.groups`: failing cases by root cause, not-applicable cases by why;
 - :mod:`.json_report`, :mod:`.markdown`, :mod:`.junit`, :mod:`.html`: the output formats,
   ``report.json`` for machines, ``report.md`` and ``report.html`` (with :mod:`.timeline`,
   the picture of each failing case) for people, ``junit.xml`` for CI systems;

@@ -16,6 +16,7 @@ from conformance.catalog import Catalog
 from conformance.trace import TracePoint
 
 from .blame import blame, failing_expectations
+from .groups import na_groups, root_causes
 from .json_report import build_report
 from .model import (
     REQUIREMENT_STATUSES,
@@ -23,9 +24,7 @@ from .model import (
     RunInfo,
     _failure_message,
     _order,
-    na_groups,
     profile_verdicts,
-    root_causes,
 )
 from .text import exploration_words, failure_text, scrub
 from .timeline import render_timeline

@@ -15,6 +15,7 @@ from typing import Any
 from conformance.cases import CaseResult
 from conformance.catalog import Catalog
 
+from .groups import na_groups, root_causes
 from .json_report import LOG_TAIL_LINES, _log_tail, build_report
 from .model import (
     REQUIREMENT_STATUSES,
@@ -22,9 +23,7 @@ from .model import (
     RunInfo,
     _failure_message,
     _order,
-    na_groups,
     profile_verdicts,
-    root_causes,
 )
 from .text import LOG_LINES, exploration_words, failure_text, scrub
 
