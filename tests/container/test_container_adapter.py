@@ -315,10 +315,17 @@ def _child_script(body: str) -> str:
     """) + textwrap.dedent(body)
 
 
+def _default_sigint() -> None:
+    """preexec_fn: SIGINT at its default, as a terminal delivers it. Started from a background
+    job, the test command inherits SIGINT ignored, and the child would honour that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(body: str, run_id: str) -> subprocess.Popen[str]:
     env = {**os.environ, "CONFORMANCE_RUN_ID": run_id}
     proc = subprocess.Popen([sys.executable, "-c", _child_script(body), REFERENCE_IMAGE],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "READY"
     return proc
@@ -341,7 +348,8 @@ def test_nothing_leaks_after_ctrl_c_during_a_certification(images: dict[str, str
     proc = subprocess.Popen(
         [sys.executable, "-m", "conformance.cli", "run", "suites", "--image", REFERENCE_IMAGE,
          "--out", str(ROOT / "reports" / "container-interrupted")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not any(list_run(run_id).values()) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -149,7 +149,8 @@ class Certification:
         self.out.mkdir(parents=True)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv(), cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_default_sigint)  # stop() sends SIGINT
         return self
 
     def result(self) -> Certification:
@@ -194,6 +195,12 @@ class Certification:
 
     def verdicts(self) -> dict[str, dict[str, Any]]:
         return {v["name"]: v for v in self.report["profiles"]}
+
+
+def _default_sigint() -> None:
+    """preexec_fn: SIGINT at its default, as a terminal delivers it. Started from a background
+    job, the test command inherits SIGINT ignored, and the harness would honour that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def show(cases: list[dict[str, Any]]) -> str:
