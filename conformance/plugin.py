@@ -219,10 +219,13 @@ class CaseItem(pytest.Item):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A case that does not apply is reported at its YAML line, not at this plugin's skip."""
+    """A case that does not apply is reported at its suite file, not at this plugin's skip.
+    Without a line, pytest's summary folds the skips of one file with one reason into one
+    line ("SKIPPED [12] suites/store.yaml: not applicable: needs reader; ..."), as pytest
+    itself does for module-level skips."""
     report = yield
     if isinstance(item, CaseItem) and report.skipped and isinstance(report.longrepr, tuple):
-        report.longrepr = (str(item.path), item.case.location.line, report.longrepr[2])
+        report.longrepr = (str(item.path), None, report.longrepr[2])  # type: ignore[assignment]
     return report
 
 
