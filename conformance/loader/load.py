@@ -1,7 +1,9 @@
 """The entry points: load one suite file through every stage, or many with cross-file checks.
 
-`load_suite` parses, validates against the schema, runs the semantic checks and builds
-the `Suite`, reporting every problem of the file together. `discover` finds the suite
+`load_suite` reads the file a case at a time (reader.py), validates each case against the
+schema and runs its semantic checks as it is read, then the top level, and builds the
+`Suite`, reporting every problem of the file together (a file that crosses a bound of
+limits.py, or is not YAML, stops at that one problem). `discover` finds the suite
 files under a path; `load_suites` and `validate_paths` load many, each file once, and
 also check that case IDs are unique across files.
 """
@@ -13,11 +15,11 @@ from pathlib import Path
 
 from conformance.cases import Case, Location, Suite
 
-from .build import _build
+from .build import CaseSource, _build, case_source
 from .problems import Problem, SuiteError
-from .schema_errors import _schema_problems
-from .semantics import CatalogLike, _default_catalog, _semantic_problems
-from .yaml_doc import load_document
+from .reader import SuiteReader
+from .schema_errors import _case_schema_problems, _top_schema_problems
+from .semantics import CatalogLike, _case_problems, _default_catalog, _file_problems
 
 
 def load_suite(path: Path, catalog: CatalogLike | None = None) -> Suite:
@@ -28,14 +30,24 @@ def load_suite(path: Path, catalog: CatalogLike | None = None) -> Suite:
     imported, requirement IDs are not checked.
     """
     path = Path(path)
-    doc = load_document(path)
-    problems = list(doc.problems)
-    problems += _schema_problems(doc)
-    problems += _semantic_problems(doc, path.stem,
-                                   catalog if catalog is not None else _default_catalog())
+    catalog = catalog if catalog is not None else _default_catalog()
+    reader = SuiteReader(path)
+    problems: list[Problem] = []
+    cases: list[CaseSource] = []
+    ids: dict[str, Location] = {}
+    for i, doc in reader:
+        problems += doc.problems
+        problems += _case_schema_problems(doc, i)
+        problems += _case_problems(doc, i, catalog, ids)
+        if not problems:  # (nothing is built once there is a problem)
+            cases.append(case_source(doc, i))
+    top = reader.top
+    problems += top.problems
+    problems += _top_schema_problems(top)
+    problems += _file_problems(top, path.stem)
     if problems:
         raise SuiteError(problems)
-    return _build(doc, path)
+    return _build(top, cases, path)
 
 
 def discover(root: Path) -> list[Path]:

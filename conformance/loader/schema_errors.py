@@ -1,17 +1,21 @@
 """Schema validation: the packaged JSON Schema, and jsonschema errors a person can act on.
 
-The document is validated against `conformance/schema/suite.schema.json` (draft-07);
-each jsonschema error is explained in terms of the suite format (an unknown step kind or
-field with a "did you mean", a missing field, a wrong type with the value found, the
-schema's own `errorMessage`, ...) and located at the node, or the key, it is about.
+A file is validated against `conformance/schema/suite.schema.json` (draft-07) a case at a
+time, as reader.py reads it: each case against the schema's `case` definition
+(`_case_schema_problems`), then the top level with its cases unchecked
+(`_top_schema_problems`); together that is the whole schema. Each jsonschema error is
+explained in terms of the suite format (an unknown step kind or field with a "did you
+mean", a missing field, a wrong type with the value found, the schema's own
+`errorMessage`, ...) and located at the node, or the key, it is about.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -39,10 +43,14 @@ def load_schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator() -> jsonschema.Draft7Validator:
+def _validators() -> tuple[jsonschema.Draft7Validator, jsonschema.Draft7Validator]:
+    """The validators of the top level (each case accepted as is) and of one case."""
     schema = load_schema()
     jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
+    top = copy.deepcopy(schema)
+    del top["properties"]["cases"]["items"]
+    case = {"$ref": "#/definitions/case", "definitions": schema["definitions"]}
+    return jsonschema.Draft7Validator(top), jsonschema.Draft7Validator(case)
 
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -82,9 +90,10 @@ class _Explained:
     at_key: bool = False
 
 
-def _explain(err: ValidationError) -> list[_Explained]:
-    """Turn one jsonschema error into messages a person can act on."""
-    path: JsonPath = tuple(err.absolute_path)
+def _explain(err: ValidationError, prefix: JsonPath = ()) -> list[_Explained]:
+    """Turn one jsonschema error into messages a person can act on; `prefix` is the path
+    of the instance validated (a case: `("cases", i)`)."""
+    path: JsonPath = (*prefix, *err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
     custom = schema.get("errorMessage")
     inst = err.instance
@@ -141,7 +150,7 @@ def _explain(err: ValidationError) -> list[_Explained]:
         return msgs
     if validator in ("oneOf", "anyOf") and err.context:
         best = best_match(err.context)
-        return _explain(best) if best is not None else [_Explained(path, err.message)]
+        return _explain(best, prefix) if best is not None else [_Explained(path, err.message)]
     if validator in ("enum", "const"):
         choices = list(value) if validator == "enum" else [value]
         msg = f"{what} must be one of: {_one_of(choices)}" if validator == "enum" \
@@ -158,6 +167,9 @@ def _explain(err: ValidationError) -> list[_Explained]:
         n = value
         msg = f"{what} must not be empty" if n == 1 else f"{what} needs at least {n} items"
         return [_Explained(path, msg)]
+    if validator == "maxItems" and isinstance(inst, list):
+        return [_Explained(path, f"{what} has {len(inst):,} items; at most {value:,} are "
+                                 "allowed (docs/suites.md, Limits)")]
     if validator == "uniqueItems" and isinstance(inst, list):
         seen: list[Any] = []
         dups: list[Any] = []
@@ -169,7 +181,10 @@ def _explain(err: ValidationError) -> list[_Explained]:
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",
               "exclusiveMaximum": "<"}[validator]
-        return [_Explained(path, f"{what} must be {op} {value}, got {inst}")]
+        # a bound of the suite format (not of a protocol field): say where it is explained
+        why = " (docs/suites.md, Limits)" if validator == "maximum" and path[-1:] in (
+            ("count",), ("value_bytes",)) else ""
+        return [_Explained(path, f"{what} must be {op} {value}, got {inst}{why}")]
     if validator == "minLength":
         return [_Explained(path, f"{what} must not be empty")]
     if validator == "pattern":
@@ -177,15 +192,24 @@ def _explain(err: ValidationError) -> list[_Explained]:
     return [_Explained(path, f"{subject}: {err.message}" if subject else err.message)]
 
 
-def _schema_problems(doc: Document) -> list[Problem]:
+def _problems(doc: Document, errors: Iterable[ValidationError], prefix: JsonPath
+              ) -> list[Problem]:
     problems: list[Problem] = []
-    if doc.data is None:
-        if doc.problems:  # e.g. too large: the data was dropped, the reason is already there
-            return []
-        return [(Location(doc.file, 1, 1),
-                 "the file is empty; a suite is a mapping with suite, description and cases")]
-    for err in _validator().iter_errors(doc.data):
-        for ex in _explain(err):
+    for err in errors:
+        for ex in _explain(err, prefix):
             loc = doc.key_location(ex.path) if ex.at_key else doc.location(ex.path)
             problems.append((loc, _context_message(doc.data, ex.path, ex.message)))
     return problems
+
+
+def _top_schema_problems(doc: Document) -> list[Problem]:
+    """The schema's problems with the top level of a file (`doc`: reader.SuiteReader.top)."""
+    if doc.data is None:
+        return [(Location(doc.file, 1, 1),
+                 "the file is empty; a suite is a mapping with suite, description and cases")]
+    return _problems(doc, _validators()[0].iter_errors(doc.data), ())
+
+
+def _case_schema_problems(doc: Document, i: int) -> list[Problem]:
+    """The schema's problems with case `i` (`doc`: its Document, from reader.SuiteReader)."""
+    return _problems(doc, _validators()[1].iter_errors(doc.data["cases"][i]), ("cases", i))

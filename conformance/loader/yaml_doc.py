@@ -1,10 +1,14 @@
-"""The marked YAML reader: a suite file's text in, a `Document` out.
+"""The marked YAML loader: YAML nodes in, plain data with the location of every node out.
 
 `SuiteYamlLoader` is a safe YAML loader (YAML 1.2 core scalars, no object tags) that
 records where every mapping, key, value and list item starts and reports repeated keys.
-`load_document` turns its marked tree into plain JSON-like data plus the location of every
-JSON path (`Document`), rejecting non-JSON values and documents too large after alias
-expansion, and turns YAML syntax errors into problems with a file:line:column.
+It composes nodes in Python (`compose_node`), one at a time, so that reader.py can read a
+file a case at a time; and it counts what it composes, each alias as every node it
+repeats, so that a file over the limits (limits.py) stops at the node that crosses one
+(`LimitExceeded`), before anything is expanded. `_Plainer` turns a constructed tree into
+plain JSON-like data plus the location of every JSON path (`Document`), rejecting
+non-JSON values; `_yaml_problem` turns a YAML error into a problem with a
+file:line:column.
 """
 
 from __future__ import annotations
@@ -13,20 +17,18 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from conformance.cases import Location
 
-from .problems import JsonPath, Problem, SuiteError
-
-# A document whose alias expansion walks more nodes than this is rejected ("billion laughs").
-MAX_NODES = 1_000_000
-
+from . import limits
+from .problems import JsonPath, Problem
 
 # --------------------------------------------------------------------------- YAML
 
@@ -63,7 +65,20 @@ _TAG = "tag:yaml.org,2002:"
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class SuiteYamlLoader(_SafeLoader):  # type: ignore[valid-type,misc]
+class LimitExceeded(Exception):
+    """The file crosses a bound of limits.py at `mark`; `message` says which and what to do."""
+
+    def __init__(self, mark: Any, message: str) -> None:  # (a PyYAML or a libyaml Mark)
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+def _composed(node: Node | None) -> Node:
+    assert node is not None  # (Composer returns a node for every event it accepts)
+    return node
+
+
+class SuiteYamlLoader(_SafeLoader, Composer):  # type: ignore[valid-type,misc]
     """A SafeLoader that records the start mark of every mapping, sequence, key and value.
 
     Scalars resolve as in YAML 1.2's core schema, as yaml-language-server does:
@@ -71,11 +86,71 @@ class SuiteYamlLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     17, and dates stay strings. Mappings with a repeated key are reported in
     `duplicate_keys` rather than silently keeping the last value. Only the plain
     data tags of the safe loader construct anything; `!!python/...` is an error.
+
+    Nodes are composed by PyYAML's Python composer over libyaml's events (the C composer
+    builds a whole document at once): `compose_node` composes one node, counting it in
+    `nodes` and, while `case_nodes` is not None, in `case_nodes`; an alias counts the
+    nodes it repeats. Crossing `limits.MAX_NODES`, `limits.MAX_CASE_NODES` or
+    `limits.MAX_DEPTH` raises `LimitExceeded` at that node.
     """
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        _SafeLoader.__init__(self, stream)
+        self.anchors: dict[Any, Node] = {}  # (Composer's state, which CSafeLoader lacks)
         self.duplicate_keys: list[tuple[yaml.Mark, str]] = []
+        self.nodes = 0
+        self.case_nodes: int | None = None
+        self.case_mark: Any = None  # where the case being counted starts
+        self.depth = 0  # how deeply the node being composed nests
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> its nodes, aliases expanded
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # (an undefined alias is the composer's own error)
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise LimitExceeded(event.start_mark,
+                                        f"alias *{event.anchor} is inside the node it names: "
+                                        "a suite file cannot contain itself")
+                self.count_node(event.start_mark, size, event.anchor)
+            return _composed(super().compose_node(parent, index))
+        self.count_node(event.start_mark)
+        if self.depth >= limits.MAX_DEPTH:
+            raise LimitExceeded(event.start_mark,
+                                f"nested more than {limits.MAX_DEPTH} levels deep; a suite "
+                                f"file may nest {limits.MAX_DEPTH} (docs/suites.md, Limits)")
+        before = self.nodes
+        self.depth += 1
+        try:
+            node = _composed(super().compose_node(parent, index))
+        finally:
+            self.depth -= 1
+        if event.anchor is not None:
+            self._sizes[id(node)] = self.nodes - before + 1
+        return node
+
+    def count_node(self, mark: Any, n: int = 1, alias: str | None = None) -> None:
+        """Count `n` nodes composed at `mark` (an alias: the nodes it repeats)."""
+        self.nodes += n
+        via, fix = "", "split it into several {}"
+        if alias is not None:  # (an alias bomb is one: no more nodes, but fewer aliases)
+            via = f" once alias *{alias} is expanded (an alias counts every node it repeats)"
+            fix = "repeat less through aliases, or split it into several {}"
+        if self.nodes > limits.MAX_NODES:
+            raise LimitExceeded(mark, f"the file has more than {limits.MAX_NODES:,} YAML nodes"
+                                      f"{via}; a suite file may have {limits.MAX_NODES:,} "
+                                      f"(docs/suites.md, Limits): {fix.format('files')}")
+        if self.case_nodes is not None:
+            self.case_nodes += n
+            if self.case_nodes > limits.MAX_CASE_NODES:
+                start = (f" (it starts at line {self.case_mark.line + 1})"
+                         if self.case_mark is not None else "")
+                raise LimitExceeded(mark, f"the case{start} has more than "
+                                          f"{limits.MAX_CASE_NODES:,} YAML nodes{via}; a case "
+                                          f"may have {limits.MAX_CASE_NODES:,} (docs/suites.md, "
+                                          f"Limits): {fix.format('cases')}")
 
 
 SuiteYamlLoader.yaml_implicit_resolvers = {
@@ -141,7 +216,8 @@ def _location(file: str, mark: yaml.Mark) -> Location:
 
 @dataclass
 class Document:
-    """A parsed suite file: plain JSON-like data plus where each node of it came from."""
+    """A parsed suite file, or one case of it (reader.py): plain JSON-like data plus where
+    each node of it came from, by JSON path from the top of the file."""
 
     file: str
     data: Any
@@ -161,24 +237,17 @@ class Document:
         return self.key_locations.get(tuple(path)) or self.location(path)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class _Plainer:
     """Turns the marked YAML tree into plain dicts and lists, recording locations."""
 
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self.count = 0
 
     def loc(self, mark: yaml.Mark) -> Location:
         return _location(self.doc.file, mark)
 
     def run(self, obj: Any, path: JsonPath, mark: yaml.Mark) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise _TooLarge
+        # (the composer bounds what this walks: nodes, aliases expanded, and depth)
         self.doc.node_locations[path] = self.loc(mark)
         if isinstance(obj, _MarkedDict):
             out: dict[str, Any] = {}
@@ -228,38 +297,3 @@ def _yaml_problem(file: str, exc: yaml.YAMLError, text: str) -> Problem:
         column = position - (before.rfind("\n") + 1) + 1
         return Location(file, line, column), f"invalid YAML: {exc}"
     return Location(file, 1, 1), f"invalid YAML: {exc}"
-
-
-def load_document(path: Path) -> Document:
-    """Parse a suite file into a `Document`; raises `SuiteError` for unreadable or bad YAML.
-
-    Non-JSON values and duplicate keys do not raise; they are in `Document.problems`.
-    """
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SuiteError([(Location(file, 1, 1), f"not UTF-8 text: {exc.reason}")]) from None
-    except OSError as exc:
-        raise SuiteError([(Location(file, 1, 1), f"cannot read: {exc.strerror or exc}")]) from None
-    loader = SuiteYamlLoader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        raise SuiteError([_yaml_problem(file, exc, text)]) from None
-    finally:
-        loader.dispose()
-    doc = Document(file=file, data=None)
-    doc.problems += [(_location(file, mark), msg) for mark, msg in loader.duplicate_keys]
-    if root is None:
-        doc.node_locations[()] = Location(file, 1, 1)
-        return doc
-    try:
-        doc.data = _Plainer(doc).run(data, (), root.start_mark)
-    except _TooLarge:
-        doc.data = None
-        doc.problems.append(
-            (Location(file, 1, 1), f"document too large: more than {MAX_NODES} nodes "
-                                   "after expanding aliases"))
-    return doc
