@@ -287,8 +287,13 @@ def _execute(args: argparse.Namespace, suites: Sequence[Path] | None, catalog: C
                    duration_s=round(duration, 3), command=command, harness_version=__version__,
                    unavailable_faults=unavailable, exploration=exploration,
                    selection=selection_of(args.command, args.pattern, _selected_paths(args)))
-    with interrupts.critical():  # the three files of one run, never a mix with an older one
-        paths = write_report(results, catalog, info, args.out)
+    try:
+        with interrupts.critical():  # the three files of one run, never a mix with an older one
+            paths = write_report(results, catalog, info, args.out)
+    except OSError as exc:  # checked writable before the run; a full disk, say, since
+        print(f"conformance: the report could not be written to {args.out}: {exc}",
+              file=sys.stderr)
+        return 1
     return _summarize(results, catalog, advertised, args.profile, duration, paths, stuck,
                       selection=info.selection)
 

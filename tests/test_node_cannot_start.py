@@ -26,8 +26,8 @@ NODES = {
     "typo": (None, "the node exited during hello", "can't open file"),
     "debug-line": ("""
         import sys
-        print("debug: node starting", flush=True)
         print("starting with a debug line on stdout", file=sys.stderr, flush=True)
+        print("debug: node starting", flush=True)
         for line in sys.stdin:
             pass
         """, "not JSON", "starting with a debug line on stdout"),
