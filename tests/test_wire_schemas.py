@@ -213,8 +213,10 @@ def test_the_envelope(reply: dict[str, Any], message: str) -> None:
 
 
 @pytest.mark.parametrize(("op", "result", "message"), [
-    ("hello", {"version": 1, "implementation": {"name": "x"}, "capabilities": [],
-               "entry_kinds": []}, "result.implementation: required field 'version'"),
+    ("hello", {"version": 1, "implementation": {"name": 5}, "capabilities": [],
+               "entry_kinds": []}, "result.implementation.name = 5: must be string"),
+    ("hello", {"version": 1, "capabilities": [], "entry_kinds": []},
+     "result: required field 'implementation' is missing"),
     ("hello", {"version": 1, "implementation": {"name": "x", "version": "1"},
                "capabilities": "reader", "entry_kinds": []},
      "result.capabilities = 'reader': must be array"),
