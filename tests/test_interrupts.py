@@ -88,7 +88,7 @@ def test_the_process_group_alone_lets_them_escape(escaping_node: Path,
     """The leak the reaper closes: SIGKILL to the node's group (the kill before it) leaves
     the setsid child and the daemon running."""
 
-    def group_only(leader: int, token: str) -> dict[int, reaper.ProcInfo]:
+    def group_only(leader: int, token: str, start: int = 0) -> dict[int, reaper.ProcInfo]:
         os.killpg(leader, signal.SIGKILL)
         return {}
 

@@ -169,6 +169,8 @@ class _Child:
             env=env, start_new_session=True,  # its own process group: killpg reaches it all
         )
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        leader = reaper.stat(self.proc.pid)  # its start time tells its pid from a reused one
+        self.start = leader.start if leader is not None else 0
         self.stdin_fd = self.proc.stdin.fileno()
         os.set_blocking(self.stdin_fd, False)  # writes wait in select(), with a deadline
         self.lines: queue.Queue[bytes | None] = queue.Queue()
@@ -216,10 +218,10 @@ class _Child:
         """
         # The group id is the leader's pid (start_new_session). It stays reserved while the
         # unreaped leader or any other member exists; ESRCH just means they are all gone.
-        found = reaper.kill_node(self.proc.pid, self.token)
+        found = reaper.kill_node(self.proc.pid, self.token, self.start)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=KILL_WAIT)
-        reaper.finish_node(self.proc.pid, self.token, found, KILL_WAIT)
+        reaper.finish_node(self.proc.pid, self.token, found, KILL_WAIT, self.start)
         for t in self.threads:
             t.join(JOIN_WAIT)
         with contextlib.suppress(OSError, ValueError):

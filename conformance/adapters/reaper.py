@@ -202,21 +202,30 @@ def is_subreaper() -> bool:
     return _subreaper_for == os.getpid()
 
 
+def _reused(leader: int, start: int, table: dict[int, ProcInfo]) -> bool:
+    """Whether the leader's pid now names another process (the leader was reaped, and its
+    pid given to a new one): then neither the pid nor the group id is the node's."""
+    now = table.get(leader)
+    return bool(start) and now is not None and now.start != start
+
+
 def node_processes(leader: int, token: str, table: dict[int, ProcInfo],
-                   known: Iterable[int] = ()) -> dict[int, ProcInfo]:
-    """The processes of the node whose first process is `leader`: its group and session
-    (the leader's pid names both), the children of the harness that carry its `token` (its
-    orphans, re-parented here), the processes in `known` still alive, and every descendant
-    of all of those. As a subreaper, only the harness's own children need their environment
-    read; otherwise every process's is (an orphan went to init)."""
+                   known: Iterable[int] = (), start: int = 0) -> dict[int, ProcInfo]:
+    """The processes of the node whose first process is `leader` (started at `start`, 0:
+    unknown): its group and session (the leader's pid names both), the children of the
+    harness that carry its `token` (its orphans, re-parented here), the processes in `known`
+    still alive, and every descendant of all of those. As a subreaper, only the harness's
+    own children need their environment read; otherwise every process's is (an orphan went
+    to init)."""
     me = os.getpid()
     children: dict[int, list[int]] = {}
     for p in table.values():
         children.setdefault(p.ppid, []).append(p.pid)
-    roots = {leader, *known}
+    ours = not _reused(leader, start, table)
+    roots = {*known, *([leader] if ours else [])}
     scan_all = not is_subreaper()
     for p in table.values():
-        in_group = p.pgid == leader or p.sid == leader
+        in_group = ours and (p.pgid == leader or p.sid == leader)
         if in_group or ((scan_all or p.ppid == me) and p.pid != me
                         and env_value(p.pid, NODE_ENV) == token):
             roots.add(p.pid)
@@ -239,19 +248,22 @@ def _kill(p: ProcInfo) -> None:
             os.kill(p.pid, signal.SIGKILL)
 
 
-def kill_node(leader: int, token: str) -> dict[int, ProcInfo]:
+def kill_node(leader: int, token: str, start: int = 0) -> dict[int, ProcInfo]:
     """SIGKILL a node's process group and every process of it that left the group
     (node_processes), read before the kill; returns them (the leader included)."""
-    found = node_processes(leader, token, processes())
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader, signal.SIGKILL)
+    table = processes()
+    found = node_processes(leader, token, table, start=start)
+    if not _reused(leader, start, table):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(leader, signal.SIGKILL)
     for p in found.values():
         if p.pid != leader:
             _kill(p)
     return found
 
 
-def finish_node(leader: int, token: str, found: dict[int, ProcInfo], timeout: float) -> None:
+def finish_node(leader: int, token: str, found: dict[int, ProcInfo], timeout: float,
+                start: int = 0) -> None:
     """After kill_node and the leader's reaping: kill what forked meanwhile, and reap the
     node's orphans that were re-parented to the harness, within `timeout` seconds.
 
@@ -263,7 +275,7 @@ def finish_node(leader: int, token: str, found: dict[int, ProcInfo], timeout: fl
     while True:
         table = processes()
         # what forked between the reading and the kill: descendants of what was found
-        for pid, p in node_processes(leader, token, table, known=pending).items():
+        for pid, p in node_processes(leader, token, table, pending, start).items():
             if pid != leader and pid not in pending:
                 pending[pid] = p
                 _kill(p)
