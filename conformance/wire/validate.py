@@ -2,7 +2,8 @@
 
 One draft-07 schema per op's result (`<op>.json`), one for the envelope every reply shares
 (`reply.json`: id, ok, result or error) and one for the `cold_start` event. They are compiled
-with fastjsonschema on first use (a check costs ~1.5 us; jsonschema's ~35 us). A reply that
+with fastjsonschema on first use: both checks of a snapshot_persist reply cost 2.5 us against
+84 us with jsonschema (CPU time, measured on a loaded 2-core machine). A reply that
 breaks one raises `ReplyViolation` naming the op, the request id, the field, its value and
 the rule, so that the oracle downstream can trust every type it reads.
 """
