@@ -317,3 +317,16 @@ def test_a_sweep_kills_the_nodes_of_dead_harnesses_only(tmp_dirs: Path) -> None:
         for p in (stray, alive):
             p.kill()
             p.wait(timeout=30)
+
+
+def test_a_directory_never_handed_to_its_owner_is_removed_at_exit(tmp_path: Path) -> None:
+    """A maker interrupted between making a directory and giving it to its owner (who would
+    remove it) leaves it to the exit hook."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", "from conformance.leftovers import "
+                          "make_temp_dir; print(make_temp_dir())"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})
+    made = Path(res.stdout.strip())
+    assert res.returncode == 0 and made.parent == tmp_path, res.stderr
+    assert not made.exists()
