@@ -98,7 +98,7 @@ def test_a_mutant_is_found_shrunk_saved_and_replayed(tmp_path: Path,
     # `conformance replay`: red on the mutant, naming the requirement; green on the reference
     out = tmp_path / "report"
     assert cli_main(["replay", str(f.path), "--impl", spec, "--out", str(out)]) == 1
-    assert "violates SP-003" in capsys.readouterr().out
+    assert "SP-003: snapshot_persist" in capsys.readouterr().out  # named by its root cause
     assert cli_main(["replay", str(f.path), "--impl", "reference", "--out", str(out)]) == 0
 
     # deduplicated by (violated requirement, shrunk steps)
@@ -216,7 +216,7 @@ def test_crash_points_alone_find_and_shrink_a_crash_ordering_bug(
     assert "crash_points" in case.capabilities and "failpoints" not in case.capabilities
     out = tmp_path / "report"
     assert cli_main(["replay", str(f.path), "--impl", spec, "--out", str(out)]) == 1
-    assert "violates CO-001" in capsys.readouterr().out
+    assert "CO-001: " in capsys.readouterr().out  # named by its root cause
     assert cli_main(["replay", str(f.path), "--impl", "reference", "--out", str(out)]) == 0
 
 
