@@ -3,8 +3,9 @@
 The handwritten suites alone once certified a real library that exploration rejected
 within seconds (docs/real-world.md). So `conformance certify` explores the implementation
 for a fixed number of generated sequences (`--explore N`, default `DEFAULT_SEQUENCES`;
-`--explore 0` skips it) with the run's seed: the same seed and budget give the same
-sequences, so the verdict is reproducible, and the certificate prints both.
+`--explore 0` skips it) with the run's seed and no example database: the same seed and
+budget give the same sequences, findings and fixtures (campaign.py, "Reproducible"), so
+the verdict is reproducible, and the certificate prints both.
 
 Each finding that survives verification (it replays red on the implementation at the
 step it was found at, and green on both correct nodes: fixtures.keep_fixture) becomes a
@@ -29,7 +30,9 @@ from .driver import probe
 
 DEFAULT_SEQUENCES = 200
 # Hypothesis shrinks each distinct failure for up to 5 minutes; a certificate bounds it
-# (the verdict does not depend on it, only how short the saved fixtures are)
+# (the verdict does not depend on it, only how short the saved fixtures are). These are
+# seconds of the step clock of a count budget (campaign.NOMINAL_STEPS_PER_S), not of the
+# wall clock, so the same seed saves the same fixtures on any machine.
 SHRINK_SECONDS = 20.0
 
 

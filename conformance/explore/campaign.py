@@ -17,6 +17,16 @@ Shrinking runs inside the campaign that found the failure and is bounded by the 
 left (at least 5 s, `_shrink_budget`); the example database (`database`, a directory;
 None turns it off) makes the first campaign of the next run try the last failures first.
 
+**Reproducible**: with an example budget (`max_examples`) and no example database, the
+same seed gives the same findings and byte-identical fixtures, on any machine. Campaign
+sizes then follow the budget only, and Hypothesis' engine, which makes two decisions on
+its clock (it stops looking for more failures 10 s after the first one, and stops
+shrinking after `MAX_SHRINKING_SECONDS`), runs on a clock of the run's steps instead
+(`_StepClock`: `NOMINAL_STEPS_PER_S`, an idle machine's rate), so both decisions fall
+at the same step whatever the machine's speed. A time budget is not reproducible: the
+campaigns are sized from the rate measured, and shrinking is bounded by the time left, so
+a faster or slower run explores different sequences (`ExploreReport.reproducible`).
+
 Each failure is one `Finding` per violated requirement and run: a later campaign that
 shrinks the same requirement to a strictly shorter sequence replaces the fixture saved
 first. Each saved fixture is replayed at once (`verify`): red on the implementation,
@@ -68,6 +78,9 @@ class ExploreReport:
     # differently when it was run again (its message): a nondeterministic node, reported
     # instead of a traceback; no fixture can be saved from them
     nondeterministic: list[str] = dataclasses.field(default_factory=list)
+    # the same seed gives the same findings and fixtures: an example budget (module doc);
+    # False with a time budget, whose result depends on the machine's speed
+    reproducible: bool = False
 
     @property
     def steps_per_s(self) -> float:
@@ -88,6 +101,11 @@ class ExploreReport:
 
 
 MAX_CAMPAIGN = 2000
+# The rate Hypothesis' engine is told the steps run at when the budget is a count
+# (`_StepClock`): about an idle machine's (docs/exploration.md, "Throughput"), so its
+# clock-based bounds (10 s of looking for more failures after the first, 5 minutes of
+# shrinking, or `shrink_time`) stay about as long as on such a machine, in steps.
+NOMINAL_STEPS_PER_S = {True: 1000.0, False: 50.0}  # in process; through a process or image
 
 
 def campaign_seed(seed: int, i: int) -> int:
@@ -105,13 +123,17 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
     """Explore `spec` until the time or example budget is spent (or, with stop_at_first,
     until the first failure). Each campaign is one Hypothesis run with its own seed,
     derived from `seed`; failures are shrunk (unless shrink=False; for at most
-    `shrink_time` seconds per campaign when there is no time budget), saved under `out`
-    (deduplicated) and replayed (verify)."""
+    `shrink_time` seconds per campaign when there is no time budget: seconds of the step
+    clock, see the module doc), saved under `out` (deduplicated) and replayed (verify).
+    With `max_examples` and no database, the run is reproducible (module doc)."""
     if time_budget is None and max_examples is None:
         time_budget = 60.0
     target = target or probe(spec, timeout=timeout, hide=hide)
     stats = target.stats = Stats()
     deadline = None if time_budget is None else stats.started + time_budget
+    # a count budget: Hypothesis' clock-based decisions on the step count (module doc)
+    clock = (_StepClock(stats, NOMINAL_STEPS_PER_S[target.impl.in_process])
+             if deadline is None else None)
     db = DirectoryBasedExampleDatabase(str(database)) if database is not None else None
     # Campaign sizes: a first small one measures the rate, the next ones fit the time left.
     # One campaign holds every sequence it tried in memory (~0.1 MB each): at most
@@ -151,8 +173,8 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
         examples_before, started = stats.examples, time.monotonic()
         campaigns += 1
         try:
-            with _shrink_budget(shrink_time if deadline is None
-                                else deadline - time.monotonic()):
+            with _engine_clock(clock), _shrink_budget(shrink_time if deadline is None
+                                                      else deadline - time.monotonic()):
                 # (it takes any callable that returns a machine)
                 run_state_machine_as_test(cast("type[RuleBasedStateMachine]", factory),
                                           settings=conf)
@@ -196,7 +218,45 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
     return ExploreReport(spec, target.identity, seed, time.monotonic() - stats.started,
                          stats.examples, stats.steps, campaigns, list(findings.values()),
                          stats.first_failure_s, stats.first_failure_steps,
-                         stats.first_failure_examples, nondeterministic=nondeterministic)
+                         stats.first_failure_examples, nondeterministic=nondeterministic,
+                         reproducible=deadline is None and database is None)
+
+
+class _StepClock:
+    """A clock that reads the run's steps (`Stats.steps`) at `rate` steps a second: what
+    Hypothesis' engine tells time by during a count-budgeted campaign (`_engine_clock`).
+    It stands still between steps, so every decision the engine makes on it falls at the
+    same step of the same run, on any machine."""
+
+    def __init__(self, stats: Stats, rate: float) -> None:
+        self.stats, self.rate = stats, rate
+
+    def monotonic(self) -> float:
+        return self.stats.steps / self.rate
+
+    perf_counter = monotonic
+
+    def __getattr__(self, name: str) -> Any:  # anything else the engine takes from `time`
+        return getattr(time, name)
+
+
+@contextlib.contextmanager
+def _engine_clock(clock: _StepClock | None) -> Iterator[None]:
+    """Run Hypothesis' engine on `clock` (None: the real one). The engine reads the module
+    `time` it imported (`time.monotonic()`, `time.perf_counter()`) for two decisions: to
+    stop generating 10 s after the first failure and to stop shrinking at
+    MAX_SHRINKING_SECONDS; the rest of its reads are statistics."""
+    from hypothesis.internal.conjecture import engine
+
+    saved = getattr(engine, "time", None)
+    if clock is None or saved is None:
+        yield
+        return
+    engine.time = clock  # type: ignore[attr-defined,assignment]
+    try:
+        yield
+    finally:
+        engine.time = saved  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

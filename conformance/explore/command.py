@@ -39,9 +39,11 @@ def add_parser(sub: Any) -> None:
                         "a command line with {data_dir} | image:NAME[:TAG]")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--time", type=float, default=None, metavar="S",
-                        help="explore for S seconds (default 60)")
+                        help="explore for S seconds (default 60); how far a run gets, and "
+                             "so what it finds, depends on the machine's speed")
     budget.add_argument("--examples", type=int, default=None, metavar="N",
-                        help="explore N generated sequences")
+                        help="explore N generated sequences; with --no-database, the same "
+                             "seed gives the same findings and fixtures")
     p.add_argument("--seed", type=int, default=0, help="the Hypothesis seed (reproducible)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"where failing sequences are saved as fixtures (default {DEFAULT_OUT})")
@@ -108,6 +110,12 @@ def command(args: argparse.Namespace) -> int:
           f"({report.steps_per_s:.0f} steps/s), {report.campaigns} campaign(s), seed "
           f"{report.seed}: {len(report.findings)} distinct failure(s)"
           f"{_rejected(report.findings)}{first}")
+    if not report.reproducible:
+        why = ("a time budget: how far a run gets depends on the machine's speed"
+               if args.examples is None else
+               "the example database makes a run try earlier runs' failures first")
+        print(f"(not reproducible: {why}; --examples N --no-database gives the same findings "
+              "and fixtures for the same seed)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")

@@ -28,6 +28,9 @@ replay FILE --impl ...` runs again, with a `fixture:` block for its provenance:
   expectations assume; a node without them replays it as *not applicable*.
 - The file name is the requirement and `fixture_key` (a hash of the requirement, the
   steps and the configuration): `save_fixture` never writes the same finding twice.
+- Nothing in it depends on the run beyond the seed: not the directory it is written to
+  (the notes name the file only), not a node's pid or temporary paths in the failure
+  message (`_stable`); so two runs with the same seed write the same bytes.
 - `verify_fixture` replays a saved fixture on the implementation (it must fail again,
   at the same step, naming the same requirement) and on two correct nodes, the in-process
   reference and the independent `examples/journal_node` (each must pass: a fixture that
@@ -42,6 +45,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,19 +107,33 @@ def fixture_capabilities(case: Case, steps: Sequence[Step]) -> list[str]:
     return sorted(caps)
 
 
+_PID = re.compile(r"\bpid \d+")
+_TMP = re.compile(re.escape(tempfile.gettempdir().rstrip(os.sep)) + r"/[^\s'\"]*")
+
+
+def _stable(message: str) -> str:
+    """A failure message as a fixture keeps it: without what differs from run to run (a
+    node process's pid, the temporary directories of its data), so that two runs with the
+    same seed write the same bytes."""
+    return _TMP.sub("<tmp>", _PID.sub("pid N", message))
+
+
 def fixture_text(finding: Finding, stem: str, *, seed: int | None, identity: str,
                  spec: str, out_dir: Path, shrunk_from: int | None = None) -> str:
     case = finding.case
     schema = os.path.relpath(SCHEMA, out_dir.resolve())
-    message = finding.message.splitlines()[0] if finding.message else finding.requirement
+    message = _stable(finding.message.splitlines()[0]) if finding.message \
+        else finding.requirement
     if len(message) > 160:
         message = message[:157] + "..."
     notes = (f"{len(finding.steps)} steps"
              + (f", shrunk by Hypothesis from {shrunk_from}" if shrunk_from else "")
              + (f", {finding.minimized} more removed by the last shrinking pass"
                 if finding.minimized else "")
-             + f"; the failure: {message}; reproduce with: conformance replay "
-             f"{out_dir / (stem + '.yaml')} --impl {spec!r}")
+             # the file name, not where it was written: a fixture is moved (to
+             # fixtures/regressions/), and two runs into two directories write the same bytes
+             + f"; the failure: {message}; reproduce with: conformance replay {stem}.yaml "
+             f"--impl {spec!r} (in this file's directory)")
     catches = spec.split(":", 1)[1] if spec.startswith(("mutant:", "mutant-process:")) else identity
     lines = [
         f"# yaml-language-server: $schema={schema}",
