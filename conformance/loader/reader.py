@@ -175,10 +175,9 @@ class SuiteReader:
             doc = Document(self.file, self._shell, {(): self.top.node_locations[()],
                                                     _CASES: cases_at},
                            {_CASES: self.top.key_locations.get(_CASES, cases_at)})
-            self._cases.append(None)
-            self._cases[i] = _Plainer(doc).run(loader.construct_document(node), ("cases", i),
-                                               node.start_mark)
-            del node
+            self._cases.append(_Plainer(doc).run(loader.construct_document(node),
+                                                 ("cases", i), node.start_mark))
+            del node  # (the case's YAML nodes go now, not when the next case is read)
             yield i, doc
             i += 1
         loader.depth -= 1
