@@ -3,8 +3,8 @@
 `ScriptedChild` stands in for `conformance.adapters.process._Child` (install it with
 `scripted(monkeypatch)`): the in-process reference answers every request line, on a simulated
 disk that survives restarts, and a `Script` may rewrite any line it writes before the adapter
-reads it. Everything from the stdout queue on is the adapter's real code: the line bound,
-`conformance.wire` (shared with the container adapter) and the runner.
+reads it. Everything from `read_line` on is the adapter's real code: `conformance.wire`
+(shared with the container adapter; the line bound included) and the runner.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import itertools
 import json
 import queue
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,20 @@ class ScriptedChild:
         self.proc = _Proc()
         self.pid = next(self._pids)
         self.closed = False  # stdout closed
+        self.eof = False  # the adapter read the end of stdout
+
+    def read_line(self, deadline: float) -> bytes | None:
+        """The next stdout line; b"" at EOF (it stays); None when the deadline passed."""
+        if self.eof:
+            return b""
+        try:
+            item = self.lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            return None
+        if item is None:
+            self.eof = True
+            return b""
+        return item
 
     def alive(self) -> bool:
         return self.proc.returncode is None

@@ -71,9 +71,17 @@ def _explore(f: Figures) -> None:
     assert row["exhaustive"] is not None
 
 
+def _adapter_hotpath(f: Figures) -> None:
+    assert f["errors"] == []
+    assert f["ratio"] > 0 and f["ratio_before"] is None
+    assert set(f["us_per_request"]) == {"bare", "poll", "adapter"}
+    assert all(v > 0 for v in f["us_per_request"].values())
+
+
 # script -> (arguments of its quickest run that still measures every part, the check)
 QUICK: dict[str, tuple[list[str], Callable[[Figures], None]]] = {
     "bench_reference.py": (["--quick", "--keys", "2000"], _reference),
+    "bench_adapter_hotpath.py": (["--quick", "--requests", "200"], _adapter_hotpath),
     "bench_harness.py": (["--quick", "--no-process", "--requests", "200", "--suites",
                           "suites/entries.yaml", "--explore", "0"], _harness),
     "bench_crashfs.py": (["--quick"], _crashfs),

@@ -5,9 +5,8 @@ RecursionError or "not JSON", and how much memory an over-long line may cost."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import queue
+import os
 import socket
 import sys
 import threading
@@ -18,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from conformance.adapters.child import LineReader
 from conformance.adapters.container.transport import Connection
-from conformance.adapters.process import ProcessAdapter, _pump_lines
+from conformance.adapters.process import ProcessAdapter
 from conformance.wire import (
     MAX_DEPTH,
     MAX_LINE,
@@ -138,31 +138,72 @@ def test_quote_is_short_and_printable() -> None:
 
 # -- the line bound of the transports -------------------------------------------------------
 
-def test_the_process_pump_holds_no_more_than_the_bound() -> None:
-    """A node writing a line of 40 MiB, with a bound of 1 MiB: the pump reads it in pieces
-    up to the bound, queues its start as an Overlong, and stops reading."""
-    out: queue.Queue[bytes | None] = queue.Queue()
-    stream = io.BufferedReader(io.BytesIO(b"x" * (40 * MIB) + b"\n" + b'{"id":1}\n'))
+def _pipe_fed(data: bytes) -> tuple[int, threading.Thread]:
+    """The read end of a pipe a thread writes `data` into (then closes; EPIPE ends it early)."""
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with contextlib.suppress(OSError), os.fdopen(w, "wb", buffering=0) as out:
+            view = memoryview(data)
+            while view:
+                view = view[out.write(view[:1 << 20]) or 0:]
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return r, writer
+
+
+def test_the_process_reader_holds_no_more_than_the_bound() -> None:
+    """A node writing a line of 40 MiB, with a bound of 1 MiB: the reader reads it in pieces
+    up to the bound, returns its start as an Overlong, and stops reading."""
+    data = b"x" * (40 * MIB) + b"\n" + b'{"id":1}\n'
+    fd, writer = _pipe_fed(data)
+    reader = LineReader(fd, max_line=MIB)
+    deadline = time.monotonic() + 30
     tracemalloc.start()
     try:
-        _pump_lines(stream, out, max_line=MIB)  # type: ignore[arg-type]
+        piece = reader.read_line(deadline)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    piece = out.get_nowait()
     assert isinstance(piece, Overlong) and piece == b"x" * Overlong.KEEP
-    assert out.get_nowait() is None  # it stopped reading
+    assert reader.read_line(deadline) == b""  # it stopped reading
     assert peak < 1.5 * MIB, peak  # the pieces up to the bound, never a copy of them
     with pytest.raises(MalformedLine, match=f"a line longer than {MIB} bytes"):
         decode_line(piece, max_line=MIB)
+    os.close(fd)
+    writer.join(10)
 
 
-def test_the_process_pump_passes_lines_whole() -> None:
-    out: queue.Queue[bytes | None] = queue.Queue()
+def test_the_process_reader_passes_lines_whole() -> None:
     lines = [b'{"a":1}\n', b"\n", b"y" * (300 * 1024) + b"\n", b"z" * 1000 + b"\n", b"tail"]
-    _pump_lines(io.BufferedReader(io.BytesIO(b"".join(lines))), out,  # type: ignore[arg-type]
-                max_line=301 * 1024)
-    assert [out.get_nowait() for _ in range(len(lines) + 1)] == [*lines, None]
+    fd, writer = _pipe_fed(b"".join(lines))
+    reader = LineReader(fd, max_line=301 * 1024)
+    deadline = time.monotonic() + 30
+    try:
+        assert [reader.read_line(deadline) for _ in range(len(lines) + 2)] == [*lines, b"", b""]
+    finally:
+        os.close(fd)
+        writer.join(10)
+
+
+def test_the_process_reader_keeps_its_deadline() -> None:
+    """Nothing arrives: None at the deadline (a past one: at once), and the next line after."""
+    r, w = os.pipe()
+    try:
+        reader = LineReader(r)
+        assert reader.read_line(time.monotonic() - 1) is None
+        t0 = time.monotonic()
+        assert reader.read_line(t0 + 0.2) is None
+        assert time.monotonic() - t0 >= 0.2
+        os.write(w, b'{"id":1}\n{"id"')
+        assert reader.read_line(time.monotonic()) == b'{"id":1}\n'
+        assert reader.read_line(time.monotonic()) is None  # half a line is not a line
+        os.write(w, b':2}\n')
+        assert reader.read_line(time.monotonic() + 5) == b'{"id":2}\n'
+    finally:
+        os.close(w)
+        os.close(r)
 
 
 @pytest.fixture

@@ -29,36 +29,31 @@ write, fsync, rename or directory fsync (`arm_crash_point`) and counts its syncs
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
-import select
 import shutil
 import subprocess
-import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 from ..interrupts import critical
 from ..leftovers import make_temp_dir, sweep_once
 from ..wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
-from ..wire.decode import Overlong
-from . import reaper
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
+from .child import Child as _Child
+from .child import StderrSink, StderrTail
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
 PLACEHOLDER = "{data_dir}"
 PROTOCOL_VERSIONS = (1,)
+# one encoder for every request (json.dumps with options builds a new one per call)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 STDERR_LIMIT = 200 * 1024  # bytes of stderr kept, newest last
-KILL_WAIT = 5.0  # seconds to wait for a SIGKILLed process to be reaped
-JOIN_WAIT = 2.0  # seconds to wait for a reader thread after its process is gone
 QUOTE_LIMIT = 300  # characters of an offending line quoted in a ProtocolViolation
-PIECE = 1 << 16  # bytes a stdout line is read by
 EXIT_GRACE = 2.0  # seconds a node whose stdout closed has to exit before it "closed its stdout"
 
 
@@ -85,155 +80,6 @@ class HelloRefused(AdapterError):
         super().__init__(f"hello refused: [{code}] {message}")
         self.code = code
         self.detail = message
-
-
-class _StderrTail:
-    """The newest `limit` bytes of the node's stderr (all lifetimes) plus adapter markers."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._buf = bytearray()
-        self._dropped = 0
-        self._lock = threading.Lock()
-
-    def append(self, data: bytes) -> None:
-        with self._lock:
-            self._buf += data
-            excess = len(self._buf) - self.limit
-            if excess > 0:
-                del self._buf[:excess]
-                self._dropped += excess
-
-    def note(self, text: str) -> None:
-        """A marker line of the adapter's own (start, crash, exit), never from the node."""
-        with self._lock:
-            at_line_start = not self._buf or self._buf.endswith(b"\n")
-        self.append((b"" if at_line_start else b"\n") + f"--- {text} ---\n".encode())
-
-    def text(self) -> str:
-        with self._lock:
-            head = f"[... {self._dropped} earlier bytes dropped ...]\n" if self._dropped else ""
-            return head + self._buf.decode("utf-8", errors="replace")
-
-
-def _pump_lines(stream: IO[bytes], out: queue.Queue[bytes | None],
-                max_line: int = MAX_LINE) -> None:
-    """Reader thread: stdout lines into the queue, then None at EOF.
-
-    A line is read in pieces; one longer than `max_line` is queued as an `Overlong` (its
-    start, which the reply check rejects) and ends the reading: no more than the bound is
-    ever held."""
-    try:
-        while True:
-            pieces, size = [], 0
-            while piece := stream.readline(min(PIECE, max_line + 1 - size)):
-                pieces.append(piece)
-                size += len(piece)
-                if piece.endswith(b"\n") or size > max_line:
-                    break
-            if size > max_line:
-                out.put(Overlong(pieces[0][:Overlong.KEEP]))
-                return
-            if not pieces:
-                return
-            out.put(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-    except (OSError, ValueError):
-        pass
-    finally:
-        out.put(None)
-
-
-def _pump_stderr(stream: IO[bytes], tail: _StderrTail) -> None:
-    """Reader thread: stderr chunks into the tail until EOF."""
-    fd = stream.fileno()
-    try:
-        while chunk := os.read(fd, 65536):
-            tail.append(chunk)
-    except (OSError, ValueError):
-        pass
-
-
-class _Child:
-    """One lifetime of the node: the process, its reader threads and its stdout queue.
-
-    The node's environment carries a marker of its own (reaper.NODE_ENV), which its
-    descendants inherit: the kill finds by it those that left the process group."""
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None, tail: _StderrTail,
-                 max_line: int = MAX_LINE) -> None:
-        reaper.become_subreaper()  # orphans of the node re-parent here, within reach
-        self.token = reaper.node_token()
-        env = {**(env if env is not None else os.environ), reaper.NODE_ENV: self.token}
-        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, start_new_session=True,  # its own process group: killpg reaches it all
-        )
-        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
-        leader = reaper.stat(self.proc.pid)  # its start time tells its pid from a reused one
-        self.start = leader.start if leader is not None else 0
-        self.stdin_fd = self.proc.stdin.fileno()
-        os.set_blocking(self.stdin_fd, False)  # writes wait in select(), with a deadline
-        self.lines: queue.Queue[bytes | None] = queue.Queue()
-        self.threads = [
-            threading.Thread(target=_pump_lines, args=(self.proc.stdout, self.lines, max_line),
-                             name=f"node-{self.proc.pid}-stdout", daemon=True),
-            threading.Thread(target=_pump_stderr, args=(self.proc.stderr, tail),
-                             name=f"node-{self.proc.pid}-stderr", daemon=True),
-        ]
-        for t in self.threads:
-            t.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def send(self, data: bytes, deadline: float) -> bool:
-        """Write one request line. False: the node closed its stdin (it died).
-
-        Raises TimeoutError when the node does not read it before the deadline.
-        """
-        view = memoryview(data)
-        while view:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            try:
-                _, ready, _ = select.select([], [self.stdin_fd], [], remaining)
-                if ready:
-                    view = view[os.write(self.stdin_fd, view):]
-            except BlockingIOError:
-                continue
-            except (OSError, ValueError):  # EPIPE: the read end is closed, the node is gone
-                return False
-        return True
-
-    def kill(self) -> int | None:
-        """SIGKILL the whole process group and every process of the node that left it,
-        reap the leader and the node's orphans, stop the readers. Idempotent.
-
-        Returns the exit status (negative: killed by that signal), None if unknown.
-        """
-        # The group id is the leader's pid (start_new_session). It stays reserved while the
-        # unreaped leader or any other member exists; ESRCH just means they are all gone.
-        found = reaper.kill_node(self.proc.pid, self.token, self.start)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=KILL_WAIT)
-        reaper.finish_node(self.proc.pid, self.token, found, KILL_WAIT, self.start)
-        for t in self.threads:
-            t.join(JOIN_WAIT)
-        with contextlib.suppress(OSError, ValueError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        if not any(t.is_alive() for t in self.threads):
-            # Only once the readers are done: closing a fd a thread still reads is unsafe.
-            for stream in (self.proc.stdout, self.proc.stderr):
-                with contextlib.suppress(OSError, ValueError):
-                    assert stream is not None
-                    stream.close()
-        return self.proc.returncode
 
 
 class _Resources:
@@ -303,7 +149,7 @@ class ProcessAdapter(LayerFaults, Adapter):
         self._no_layer = unavailable(power_loss, None if owns else (
             "the data directory was given explicitly (the layer mounts its own)"))
         self._layer: NodeLayer | None = None
-        self._tail = _StderrTail(STDERR_LIMIT)
+        self._tail = StderrTail(STDERR_LIMIT)
         if self._no_layer is None and use_layer:
             # a layer of its own, mounted ahead of need: store/ (backing) and data/ (mount)
             try:
@@ -384,7 +230,9 @@ class ProcessAdapter(LayerFaults, Adapter):
         env = {**os.environ, **self.env} if self.env is not None else None
         with critical():  # never a node that release() would not know of
             try:
-                child = _Child(argv, env, self._tail, self.max_line)
+                sink = StderrSink(STDERR_LIMIT)
+                sink.attach(self._tail)
+                child = _Child(argv, env, sink, self.max_line)
             except OSError as exc:
                 raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
             self._res.child = child
@@ -446,7 +294,7 @@ class ProcessAdapter(LayerFaults, Adapter):
         rid = self._next_id
         self._next_id += 1
         req: dict[str, Any] = {"id": rid, "op": op, **fields}
-        data = (json.dumps(req, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        data = (_ENCODE(req) + "\n").encode()
         deadline = time.monotonic() + self.timeout
         self._refuse_stray_line(child, req)
         try:
@@ -457,7 +305,7 @@ class ProcessAdapter(LayerFaults, Adapter):
             self._retire(child, f"the node closed its stdin; {op} (id {rid}) not delivered")
             return Exchange(req, None, [])
         try:
-            got = read_reply(lambda: self._next_line(child, deadline), req,
+            got = read_reply(lambda: child.read_line(deadline), req,
                              max_line=self.max_line, max_depth=self.max_depth)
         except ProtocolViolation:
             self._retire(child, f"protocol violation during {op} (id {rid}), killed")
@@ -475,15 +323,6 @@ class ProcessAdapter(LayerFaults, Adapter):
             self._await_exit(child)
         return Exchange(req, got.reply, got.events)
 
-    def _next_line(self, child: _Child, deadline: float) -> bytes | None:
-        """The next stdout line; b"" at EOF; None when the deadline passed."""
-        remaining = deadline - time.monotonic()
-        try:
-            item = child.lines.get(timeout=remaining) if remaining > 0 else child.lines.get_nowait()
-        except queue.Empty:
-            return None
-        return b"" if item is None else item
-
     def _refuse_stray_line(self, child: _Child, req: dict[str, Any]) -> None:
         """A line the node wrote after its last reply, before this request (a second reply,
         a late event) answers nothing: the step of the request it followed is to blame, not
@@ -492,12 +331,8 @@ class ProcessAdapter(LayerFaults, Adapter):
         if answered is None or answered[0] is not child:
             return
         while True:
-            try:
-                item = child.lines.get_nowait()
-            except queue.Empty:
-                return
-            if item is None:  # EOF stays queued: it is read while waiting for the reply
-                child.lines.put(None)
+            item = child.read_line(0.0)  # a deadline past: only what has arrived
+            if not item:  # nothing, or EOF (it stays: it is read while waiting for the reply)
                 return
             if item.strip():
                 self._retire(child, f"protocol violation after request {answered[1]}, killed")
