@@ -447,7 +447,7 @@ def report_mapping(report: MutationReport) -> dict[str, dict[str, Any]]:
 
 
 def default_jobs() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, os.cpu_count() or 1)
 
 
 def print_progress(out: TextIO = sys.stderr) -> Callable[[str], None]:

@@ -28,9 +28,11 @@ from typing import TextIO
 import yaml
 
 from . import resources
-from .cases import Case, CaseResult
+from .adapters.base import Adapter
+from .cases import Case, CaseResult, Failure
 from .differential import run_differential
 from .impls import Implementation
+from .parallel import run_parallel
 from .runner import run_case
 
 SUITES_DIR = resources.SUITES_DIR
@@ -202,28 +204,36 @@ class Progress:
 def run_all(cases: Sequence[Case], impl: Implementation, seed: int,
             expected: dict[str, str] | None = None,
             on_result: Callable[[CaseResult], None] | None = None,
-            differential: bool = False, give_up_after: int = START_GIVE_UP) -> list[CaseResult]:
+            differential: bool = False, give_up_after: int = START_GIVE_UP,
+            jobs: int = 1) -> list[CaseResult]:
     """Run `cases` in order. When the first `give_up_after` cases all failed at the start
     for the same reason, the rest are not run: each is a `not_run` result (not passed to
-    `on_result`); `never_started(results)` then gives the reason."""
-    results: list[CaseResult] = []
-    for i, case in enumerate(cases):
+    `on_result`); `never_started(results)` then gives the reason. With `jobs` > 1, that
+    many cases run at once (conformance/parallel.py) with the same results, in the same
+    order."""
+
+    def run_one(case: Case, factory: Callable[[Case], Adapter]) -> CaseResult:
         started = time.monotonic()
         try:
-            if differential:
-                result = run_differential(case, impl.factory, seed)
-            else:
-                result = run_case(case, impl.factory, seed)
+            run = run_differential if differential else run_case
+            result = run(case, factory, seed)
         except Exception as exc:  # noqa: BLE001 - one broken case must not stop the run
-            from .cases import Failure
-
             result = CaseResult(case, "error", time.monotonic() - started,
                                 failure=Failure(f"harness error: {type(exc).__name__}: {exc}"))
-        result = apply_expectations(result, expected or {})
-        results.append(result)
+        return apply_expectations(result, expected or {})
+
+    def give_up(results: list[CaseResult]) -> str | None:
+        return never_started(results) if len(results) == give_up_after else None
+
+    if jobs > 1 and len(cases) > 1:
+        return run_parallel(cases, jobs, run_one, impl.factory, on_result or (lambda _r: None),
+                            give_up, not_run)
+    results: list[CaseResult] = []
+    for i, case in enumerate(cases):
+        results.append(run_one(case, impl.factory))
         if on_result is not None:
-            on_result(result)
-        if len(results) == give_up_after and (reason := never_started(results)) is not None:
+            on_result(results[-1])
+        if (reason := give_up(results)) is not None:
             results += [not_run(rest, reason) for rest in cases[i + 1:]]
             break
     return results
