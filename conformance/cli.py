@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import os
 import re
 import shlex
 import sys
@@ -93,6 +94,22 @@ def count(text: str) -> int:
     return value
 
 
+def jobs_count(text: str) -> int:
+    """argparse type: a number of parallel jobs >= 1."""
+    value = count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of jobs >= 1; got {text!r}")
+    return value
+
+
+def effective_jobs(jobs: int | None, impl: Implementation) -> int:
+    """--jobs, or by default the machine's cores; the in-process reference runs serially
+    (the GIL: threads would only take turns)."""
+    if jobs is not None:
+        return jobs
+    return 1 if impl.in_process else max(1, os.cpu_count() or 1)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", default="reference",
                    help="reference (in process, default) | reference-process | a command line "
@@ -120,6 +137,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--differential", action="store_true",
                    help="also run each case on the in-process reference (same capabilities) "
                         "and fail at the first reply that differs")
+    p.add_argument("--jobs", "-j", type=jobs_count, default=None, metavar="N",
+                   help="cases run at once, each with its own node and data directory; the "
+                        "same results as one at a time (default: the machine's cores, 1 for "
+                        "the in-process reference, which the GIL serializes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,7 +281,8 @@ def _execute(args: argparse.Namespace, suites: Sequence[Path] | None, catalog: C
     t0 = time.monotonic()
     progress = Progress(verbose=args.verbose, total=len(cases))
     try:
-        results = run_all(cases, impl, args.seed, expected, progress, args.differential)
+        results = run_all(cases, impl, args.seed, expected, progress, args.differential,
+                          jobs=effective_jobs(args.jobs, impl))
     finally:
         progress.done()
     stuck = never_started(results)
