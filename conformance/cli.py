@@ -33,11 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, explore, interrupts, mutation
-from .adapters.base import AdapterError
 from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
 from .explore.budget import DEFAULT_SEQUENCES, Exploration, explore_for_certificate
-from .impls import Implementation, ImplementationUnavailable, resolve
+from .impls import Implementation, ImplementationUnavailable, identify, resolve
 from .leftovers import sweep_once
 from .loader import SuiteError, load_suites, validate_paths
 from .report import (
@@ -302,7 +301,7 @@ def _execute(args: argparse.Namespace, suites: Sequence[Path] | None, catalog: C
         exploration = {**done.to_dict(), "summary": done.summary()}
         print(f"conformance: exploration: {done.summary()}", file=sys.stderr)
     duration = time.monotonic() - t0
-    identity, advertised, unavailable = _identity(results, impl, stuck)
+    identity, advertised, unavailable = identify(results, impl, stuck)
     info = RunInfo(implementation=identity, adapter=impl.name,
                    protocol_version=PROTOCOL_VERSION, capabilities=sorted(advertised),
                    profile=args.profile, seed=args.seed, started=started_wall,
@@ -337,30 +336,6 @@ def _selected_paths(args: argparse.Namespace) -> list[Path]:
     return [args.file] if args.command == "replay" else list(getattr(args, "paths", None) or [])
 
 
-def _identity(results: list[CaseResult], impl: Implementation, stuck: str | None
-              ) -> tuple[dict[str, str], set[str], dict[str, str]]:
-    """The implementation's identity and capabilities, as it announced them in hello (with the
-    harness faults the adapter can inject), and the faults it cannot, with its reasons. A
-    node that never started has announced nothing (and is not asked again)."""
-    probe_case = results[0].case if results else None
-    if probe_case is None:
-        return {"name": impl.name}, set(), {}
-    if stuck is not None:
-        return {"name": f"{impl.name} (never started)", "never_started": stuck}, set(), {}
-    adapter = impl.factory(probe_case)
-    try:
-        hello = adapter.start("synced")
-        unavailable = adapter.unavailable_faults()
-        return ({str(k): str(v) for k, v in hello.implementation.items()},
-                set(hello.capabilities) | (set(adapter.fault_capabilities) - set(unavailable)),
-                unavailable)
-    except AdapterError as exc:  # it started for the cases, not now: nothing is advertised
-        print(f"conformance: the node did not start to say who it is: {exc}", file=sys.stderr)
-        return {"name": impl.name}, set(), {}
-    finally:
-        adapter.close()
-
-
 def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str],
                profile: str | None, duration: float, paths: ReportPaths,
                stuck: str | None = None,
@@ -374,8 +349,8 @@ def _summarize(results: list[CaseResult], catalog: Catalog, advertised: set[str]
         print(f"\nThe node never started ({stuck}): no profile can be certified.")
     print("\n".join(console_summary(results, catalog, advertised, selection)))
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"\n{summary} in {duration:.2f}s; report: {paths.markdown} (also report.json, "
-          "junit.xml)")
+    print(f"\n{summary} in {duration:.2f}s; report: {paths.markdown} (also report.html, "
+          "report.json, junit.xml)")
     bad = any(r.status in ("failed", "error", "xpassed") for r in results)
     if profile is not None:
         claimed = next((v for v in verdicts if v.profile == profile), None)

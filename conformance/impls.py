@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from reference_impl.node import NodeConfig
 
-from .adapters.base import Adapter
+from .adapters.base import Adapter, AdapterError
 from .adapters.inprocess import InProcessAdapter, NodeFactory, reference_node
-from .cases import Case
+from .cases import Case, CaseResult
 
 REFERENCE_ARGV = [sys.executable, "-m", "reference_impl.server", "--data-dir", "{data_dir}"]
 _SWITCHES = {"reader": "--no-reader", "writer": "--no-writer",
@@ -159,3 +159,28 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
         return ProcessAdapter(argv, timeout=timeout, seed=seed, use_layer=needs_layer(case),
                               power_loss=power_loss)
     return Implementation(f"process: {impl}", process, False)
+
+
+def identify(results: list[CaseResult], impl: Implementation, stuck: str | None
+              ) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """The implementation's identity and capabilities, as it announced them in hello (with the
+    harness faults the adapter can inject), and the faults it cannot, with its reasons. A
+    node that never started has announced nothing (and is not asked again). Both front ends
+    (the CLI and the pytest plugin) call it, so their reports name the node alike."""
+    probe_case = results[0].case if results else None
+    if probe_case is None:
+        return {"name": impl.name}, set(), {}
+    if stuck is not None:
+        return {"name": f"{impl.name} (never started)", "never_started": stuck}, set(), {}
+    adapter = impl.factory(probe_case)
+    try:
+        hello = adapter.start("synced")
+        unavailable = adapter.unavailable_faults()
+        return ({str(k): str(v) for k, v in hello.implementation.items()},
+                set(hello.capabilities) | (set(adapter.fault_capabilities) - set(unavailable)),
+                unavailable)
+    except AdapterError as exc:  # it started for the cases, not now: nothing is advertised
+        print(f"conformance: the node did not start to say who it is: {exc}", file=sys.stderr)
+        return {"name": impl.name}, set(), {}
+    finally:
+        adapter.close()

@@ -240,12 +240,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     # the CLI's own helpers: the identity and capabilities asked in hello, the protocol
     # version (imported here: the CLI pulls in the explorer, which a plain run never needs)
-    from .cli import PROTOCOL_VERSION, _identity
+    from .cli import PROTOCOL_VERSION
+    from .impls import identify
     from .report import RunInfo, profile_verdicts, write_report
 
     catalog = load_catalog()
     profile = config.getoption("--profile")
-    identity, advertised, unavailable = _identity(run.results, run.impl,
+    identity, advertised, unavailable = identify(run.results, run.impl,
                                                   never_started(run.results))
     args = " ".join(shlex.quote(str(a)) for a in config.invocation_params.args)
     info = RunInfo(implementation=identity, adapter=run.impl.name,

@@ -96,6 +96,8 @@ def test_a_node_that_never_starts_is_a_result(name: str, tmp_path: Path,
     assert all(c["failure"]["message"].startswith("the node did not start: ")
                and reason in c["failure"]["message"] for c in failed)
     assert stderr_line in md
+    assert "at the start (the node did not get through hello)" in md
+    assert "at the final check" not in md  # no step ran, no final check either
 
 
 def test_a_node_that_starts_now_and_then_is_not_cut_short(

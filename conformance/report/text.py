@@ -55,8 +55,12 @@ def failure_text(result: CaseResult, log_lines: int = LOG_LINES) -> FailureText 
     failure = result.failure
     lines: list[str] = []
     if failure is not None:
-        lines.append(f"at {failure.step.describe()}" if failure.step is not None
-                     else "at the final check (replay to the log end, compare with the model)")
+        if failure.step is not None:
+            lines.append(f"at {failure.step.describe()}")
+        elif result.start_failure:  # the node never got through hello: no step ran
+            lines.append("at the start (the node did not get through hello)")
+        else:
+            lines.append("at the final check (replay to the log end, compare with the model)")
     if b.allowed:
         lines.append(f"allowed: {b.allowed}")
     if failure is not None and failure.request is not None:
