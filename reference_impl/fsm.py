@@ -18,7 +18,6 @@ Results of a data entry:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,8 @@ class ApplyOutcome:
 
 def state_digest(pairs: list[tuple[str, str]]) -> str:
     """Digest of the user-visible state, as docs/protocol.md defines it."""
+    import hashlib  # here: its OpenSSL load is ~5 ms of a server start that may never digest
+
     canon = json.dumps(sorted([k, v] for k, v in pairs), separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 

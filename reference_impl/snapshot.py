@@ -14,12 +14,13 @@ fails closed on an unknown version: a newer writer's fields are never guessed.
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import struct
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import crc32c as _crc32c
 
 from .errors import HeaderError, SnapshotVerifyError
 
@@ -28,8 +29,36 @@ FOOTER_SIZE = 4
 SUPPORTED_HEADER_VERSIONS = (1, 2)
 
 
+def _load_crc32c() -> Callable[[bytes], int]:
+    """The `crc32c` package's C function. Its extension module is loaded on its own when it
+    can be: the package's __init__ imports importlib.metadata for a version string, a third
+    of every start of the server (docs/performance.md). Another layout of the package: the
+    package itself."""
+    name = "crc32c._crc32c"
+    module = sys.modules.get(name)
+    if module is None:
+        package = importlib.machinery.PathFinder.find_spec("crc32c")
+        where = package.submodule_search_locations if package is not None else None
+        spec = importlib.machinery.FileFinder(
+            where[0], (importlib.machinery.ExtensionFileLoader,
+                       importlib.machinery.EXTENSION_SUFFIXES)).find_spec(name) if where else None
+        if spec is None or spec.loader is None:
+            import crc32c as package_module
+
+            return package_module.crc32c
+        module = spec.loader.create_module(spec)
+        assert module is not None
+        spec.loader.exec_module(module)
+        sys.modules[name] = module  # the package, if imported later, reuses it
+    crc: Callable[[bytes], int] = module.crc32c
+    return crc
+
+
+_crc32c = _load_crc32c()
+
+
 def crc32c(data: bytes) -> int:
-    return int(_crc32c.crc32c(data))
+    return int(_crc32c(data))
 
 
 @dataclass(frozen=True)
