@@ -1,7 +1,7 @@
 """Entry generators for suites (`apply: {generate: ...}`): deterministic from the case seed.
 
 The traffic half of a case, as in etcd's robustness tests: what the harness commits, apart
-from how the node is judged (oracle.py) and driven (runner.py).
+from how the node is judged (oracle.py) and driven (runner/).
 """
 
 from __future__ import annotations
