@@ -73,7 +73,7 @@ from .driver import (
     probe,
     step_requirements,
 )
-from .entries import KEYS, Clock, draw_entries, draw_entry
+from .entries import KEYS, Clock, draw_entries, entry_codes, make_entries
 from .exhaustive import ALPHABET, ExhaustiveReport, exhaustive, sequences
 from .findings import (
     Finding,
@@ -106,9 +106,10 @@ __all__ = [
     "OPERATION_POINTS", "RECOVERY_POINTS", "SNAPSHOT_TAMPERS", "SWITCHED",
     "Clock", "Driver", "ExhaustiveReport", "ExploreMachine", "ExploreReport", "Finding",
     "Found", "NodeModel", "Stats", "Target", "Verification",
-    "add_parser", "campaign_seed", "collect_found", "command", "draw_entries", "draw_entry",
+    "add_parser", "campaign_seed", "collect_found", "command", "draw_entries", "entry_codes",
     "exhaustive", "explore", "failed_step", "fixture_capabilities", "fixture_key",
-    "fixture_text", "flow", "found_class", "keep_fixture", "make_found", "make_step",
+    "fixture_text", "flow", "found_class", "keep_fixture", "make_entries", "make_found",
+    "make_step",
     "print_finding", "probe", "reblame",
     "save_fixture", "sequences", "step_line", "step_requirements", "throw", "verify_fixture",
 ]

@@ -1,4 +1,4 @@
-"""The log entries exploration generates, drawn from small worlds so that they interact.
+"""The log entries exploration generates: flat small integers mapped through tables.
 
 Random keys from a large space would never collide: no write conflict, no already-landed
 transaction, no delete-prefix that removes something a later read looks for. So every
@@ -6,15 +6,29 @@ entry lives in a world of five keys that overlap by prefix (`KEYS`), four prefix
 three excludes for delete-prefix, four values (the empty string and the largest int64
 among them), two transaction ids. Timestamps come from one `Clock` per sequence.
 
-    clock = Clock()
-    entry = draw_entry(data, "txn", clock)      # data: a Hypothesis st.DataObject
-    # {"kind": "txn", "start_ts": 0, "commit_ts": 1, "ops": [...], "reads": [...]}
+**Drawn as codes, mapped to entries.** Hypothesis' cost is per choice and per nested
+strategy, so an entry is not a composite of `one_of` / `fixed_dictionaries` / `lists`
+(about 13 choices and as many nested draws for a raw entry of three ops) but a few small
+integers, each one choice, mapped through the tables below (a raw entry of three ops:
+five). `entry_codes(kinds)` draws the codes of one to three entries in one strategy (a
+rule's argument: no `data.draw` of its own), `make_entries` maps them, with the clock,
+to entries:
+
+    codes = data.draw(entry_codes(("raw", "txn")))   # or a rule argument
+    # (("txn", (9, 21, 7), (4, 63)),)   (kind, its fields, its ops)
+    make_entries(codes, clock)
+    # [{"kind": "txn", "start_ts": 0, "commit_ts": 1, "ops": [...], "reads": [...]}]
+
+**Shrinking moves towards simple entries**: Hypothesis shrinks each integer towards 0, and
+every table puts its simplest choice first (`add` before `put` before `del`, the key `n`
+first, a delta of 0, a new commit timestamp before a reused one, no reads, one op before
+two). Every entry the earlier nested strategies could produce is a code here (the tests
+enumerate them), with about the same weights: each op kind a third of the ops (the op
+table repeats the smaller kinds), and the counts as Hypothesis' lists drew them, mostly
+the maximum (`COUNT`).
 
 Every entry is a dict exactly as a suite's `entry:` reads (docs/suites.md, entries), so a
-generated sequence saves as a fixture with nothing to translate. Shrinking works on the
-draws: Hypothesis moves each `sampled_from` towards its first element and each integer
-towards its lower bound, which is why the simplest choice comes first in every tuple
-(`add` before `put` before `del`, the key `n` first, the prefix `a/` first).
+generated sequence saves as a fixture with nothing to translate.
 
 Direct writes (index 0, not from the log) have their own keys (`DIRECT_KEYS`): a restore
 or a power loss may lose them, after which the model's state differs from the node's, so
@@ -24,6 +38,7 @@ no result the oracle compares may depend on them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from hypothesis import strategies as st
@@ -34,25 +49,60 @@ KEYS = ("n", "a/1", "a/2", "a/keep/1", "b/1")
 PREFIXES = ("a/", "", "b/", "a/keep/")
 EXCLUDES = (None, "a/keep/", "a/1")
 VALUES = ("1", "x", "", "9223372036854775807")
+DELTAS = (0, 1, -1, 2, -2, 3, 4, 5)  # -2..5, in the order Hypothesis shrinks them (to 0)
 # Direct writes (index 0) are part of the state but not of the log: a restore or a power
 # loss can lose them, after which the model's state differs (the oracle stops comparing
 # states then). So they touch keys no logged entry reads, with put/del only, and no
 # result the oracle compares can depend on them.
 DIRECT_KEYS = ("d/1", "d/2")
 TXNS = ("t1", "t2")
+READ_PREFIXES = ("", "a/", "_")  # scans: everything, a prefix, and the meta key's
 
-KEY = st.sampled_from(KEYS)
-OP = st.one_of(
-    st.fixed_dictionaries({"op": st.just("add"), "key": KEY, "delta": st.integers(-2, 5)}),
-    st.fixed_dictionaries({"op": st.just("put"), "key": KEY, "value": st.sampled_from(VALUES)}),
-    st.fixed_dictionaries({"op": st.just("del"), "key": KEY}),
-)
-OPS = st.lists(OP, min_size=1, max_size=3)
-_DIRECT_KEY = st.sampled_from(DIRECT_KEYS)
-DIRECT_OPS = st.lists(st.one_of(
-    st.fixed_dictionaries({"op": st.just("put"), "key": _DIRECT_KEY,
-                           "value": st.sampled_from(VALUES)}),
-    st.fixed_dictionaries({"op": st.just("del"), "key": _DIRECT_KEY})), min_size=1, max_size=2)
+Code = tuple[str, tuple[int, ...], tuple[int, ...]]  # (kind, its fields, its ops)
+
+
+def _op_table(keys: Sequence[str], kinds: Sequence[str]) -> tuple[dict[str, Any], ...]:
+    """One row per op code: each op kind an equal block (smaller kinds repeat their rows),
+    simplest first: add, put, del; within a kind the key, then the delta or value."""
+    by_kind: dict[str, list[dict[str, Any]]] = {
+        "add": [{"op": "add", "key": k, "delta": d} for k in keys for d in DELTAS],
+        "put": [{"op": "put", "key": k, "value": v} for k in keys for v in VALUES],
+        "del": [{"op": "del", "key": k} for k in keys]}
+    block = max(len(by_kind[k]) for k in kinds)
+    return tuple(by_kind[k][i % len(by_kind[k])] for k in kinds for i in range(block))
+
+
+OPS = _op_table(KEYS, ("add", "put", "del"))  # 3 x 40 rows
+DIRECT_OPS = _op_table(DIRECT_KEYS, ("put", "del"))  # 2 x 8 rows
+# the reads of a transaction: none, one key, two distinct keys in either order (the
+# weights of Hypothesis' unique lists: mostly two)
+READS = ((), *((k,) for k in KEYS), *((a, b) for a in KEYS for b in KEYS if a != b))
+# How many (entries in a batch, ops in an entry), by code: shrinks to one, drawn mostly
+# at the maximum as Hypothesis' lists of up to 2 or 3 were.
+COUNT = {2: (1, 2, 2, 2, 2, 2, 2, 2, 2, 2), 3: (1, 2, 3, 3, 3, 3, 3, 3, 3, 3)}
+
+# Each kind's fields (the range of each code) and at most how many ops it carries.
+FIELDS: dict[str, tuple[tuple[int, ...], int]] = {
+    "raw": ((), 3),
+    "delete_prefix": ((len(PREFIXES) * len(EXCLUDES),), 0),
+    "txn": ((8 * 4, len(READS)), 2),  # (commit: new or one of the last 4) x start offset
+    "prepare": ((len(TXNS) * 4,), 2),  # txn x how far start_ts lags behind
+    "commit": ((len(TXNS),), 0),
+    "abort": ((len(TXNS),), 0),
+    "hlc_lease": ((51,), 0),  # ceiling 0..5000 in steps of 100
+    "control": ((2 * 10,), 0),  # opcode x value
+    "noop": ((), 0),
+}
+_INTS: dict[int, st.SearchStrategy[int]] = {}
+
+
+def code_range(n: int) -> st.SearchStrategy[int]:
+    """The codes 0..n-1 (shrinking towards 0): one strategy per range, built once (one
+    built per draw would be validated again each time)."""
+    strategy = _INTS.get(n)
+    if strategy is None:
+        strategy = _INTS[n] = st.integers(0, n - 1)
+    return strategy
 
 
 class Clock:
@@ -71,48 +121,87 @@ def present(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def draw_entry(data: st.DataObject, kind: str, clock: Clock) -> dict[str, Any]:
-    """One entry of `kind`: raw, delete_prefix, txn, prepare, commit, abort, hlc_lease,
-    control, or (anything else) noop."""
+@st.composite
+def _codes(draw: st.DrawFn, kinds: tuple[str, ...]) -> tuple[Code, ...]:
+    out = []
+    for _ in range(COUNT[3][draw(code_range(10))]):
+        kind = kinds[draw(code_range(len(kinds)))]
+        sizes, max_ops = FIELDS[kind]
+        fields = tuple(draw(code_range(n)) for n in sizes)
+        n_ops = COUNT[max_ops][draw(code_range(10))] if max_ops else 0
+        out.append((kind, fields, tuple(draw(code_range(len(OPS))) for _ in range(n_ops))))
+    return tuple(out)
+
+
+@cache
+def entry_codes(kinds: tuple[str, ...]) -> st.SearchStrategy[tuple[Code, ...]]:
+    """The codes of one to three entries, each of a kind drawn from `kinds` (repeat a kind
+    to weigh it; the first is the simplest). Built once per `kinds`."""
+    unknown = set(kinds) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown entry kinds: {sorted(unknown)}")
+    return _codes(kinds)
+
+
+@st.composite
+def _direct_codes(draw: st.DrawFn) -> tuple[int, ...]:
+    return tuple(draw(code_range(len(DIRECT_OPS))) for _ in range(COUNT[2][draw(code_range(10))]))
+
+
+DIRECT_CODES = _direct_codes()  # the codes of a direct write's ops (one or two)
+
+
+def make_entry(code: Code, clock: Clock) -> dict[str, Any]:
+    """The entry a code stands for (timestamps from `clock`)."""
+    kind, fields, op_codes = code
+    ops = [dict(OPS[c]) for c in op_codes]
     if kind == "raw":
-        return {"kind": "raw", "ts": clock.tick(), "ops": data.draw(OPS)}
+        return {"kind": "raw", "ts": clock.tick(), "ops": ops}
     if kind == "delete_prefix":
-        prefix = data.draw(st.sampled_from(PREFIXES))
-        exclude = data.draw(st.sampled_from(EXCLUDES))
-        return present(kind="delete_prefix", prefix=prefix, exclude=exclude, ts=clock.tick())
+        prefix, exclude = divmod(fields[0], len(EXCLUDES))
+        return present(kind="delete_prefix", prefix=PREFIXES[prefix],
+                       exclude=EXCLUDES[exclude], ts=clock.tick())
     if kind == "txn":
         # an OCC transaction; an old start_ts conflicts with newer writes, and a commit_ts
-        # already used makes the already-landed fast path a candidate
-        if clock.ts > 1 and data.draw(st.booleans()):
-            commit = data.draw(st.integers(max(1, clock.ts - 3), clock.ts))
+        # already used (commit codes 4..7, half of them) makes the already-landed fast
+        # path a candidate
+        commit_code, lag = divmod(fields[0], 4)
+        if clock.ts > 1 and commit_code >= 4:
+            low = max(1, clock.ts - 3)
+            commit = low + (commit_code - 4) % (clock.ts - low + 1)
         else:
             commit = clock.tick()
-        start = max(0, commit - data.draw(st.integers(1, 4)))
-        reads = data.draw(st.lists(KEY, max_size=2, unique=True))
-        ops = data.draw(st.lists(OP, min_size=1, max_size=2))
-        out: dict[str, Any] = {"kind": "txn", "start_ts": start, "commit_ts": commit,
-                               "ops": ops}
+        out: dict[str, Any] = {"kind": "txn", "start_ts": max(0, commit - 1 - lag),
+                               "commit_ts": commit, "ops": ops}
+        reads = READS[fields[1]]
         if reads:
-            out["reads"] = reads
+            out["reads"] = list(reads)
         return out
     if kind == "prepare":
-        start = max(0, clock.ts - data.draw(st.integers(0, 3)))
-        return {"kind": "prepare", "txn": data.draw(st.sampled_from(TXNS)),
-                "start_ts": start, "ops": data.draw(st.lists(OP, min_size=1, max_size=2))}
+        txn, lag = divmod(fields[0], 4)
+        return {"kind": "prepare", "txn": TXNS[txn], "start_ts": max(0, clock.ts - lag),
+                "ops": ops}
     if kind == "commit":
-        return {"kind": "commit", "txn": data.draw(st.sampled_from(TXNS)),
-                "commit_ts": clock.tick()}
+        return {"kind": "commit", "txn": TXNS[fields[0]], "commit_ts": clock.tick()}
     if kind == "abort":
-        return {"kind": "abort", "txn": data.draw(st.sampled_from(TXNS))}
+        return {"kind": "abort", "txn": TXNS[fields[0]]}
     if kind == "hlc_lease":
-        return {"kind": "hlc_lease", "ceiling": data.draw(st.integers(0, 50)) * 100}
+        return {"kind": "hlc_lease", "ceiling": fields[0] * 100}
     if kind == "control":
-        return {"kind": "control", "opcode": data.draw(st.sampled_from(("cutover", "other"))),
-                "value": data.draw(st.integers(0, 9))}
+        opcode, value = divmod(fields[0], 10)
+        return {"kind": "control", "opcode": ("cutover", "other")[opcode], "value": value}
     return {"kind": "noop"}
 
 
+def make_entries(codes: Sequence[Code], clock: Clock) -> list[dict[str, Any]]:
+    return [make_entry(c, clock) for c in codes]
+
+
+def make_direct_ops(codes: Sequence[int]) -> list[dict[str, Any]]:
+    return [dict(DIRECT_OPS[c]) for c in codes]
+
+
 def draw_entries(data: st.DataObject, kinds: Sequence[str], clock: Clock) -> list[dict[str, Any]]:
-    """One to three entries, each of a kind drawn from `kinds` (repeat a kind to weigh it)."""
-    chosen = data.draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3))
-    return [draw_entry(data, k, clock) for k in chosen]
+    """One to three entries, each of a kind drawn from `kinds` (repeat a kind to weigh it):
+    one `data.draw` of their codes."""
+    return make_entries(data.draw(entry_codes(tuple(kinds))), clock)

@@ -5,9 +5,9 @@ sequence of them, choosing each next rule among those whose precondition holds, 
 draws every rule's arguments. `ExploreMachine` is one node under test (a `Driver`):
 
     @precondition(lambda self: self.is_open())
-    @rule(data=st.data())
-    def apply_write(self, data):              # one rule ...
-        self._apply(data, APPLY_KINDS["apply_write"])   # ... runs ONE suite step
+    @rule(codes=entry_codes(APPLY_KINDS["apply_write"]))
+    def apply_write(self, codes):            # one rule ...
+        self._apply(codes)                    # ... runs ONE suite step
 
 Every rule builds exactly one `Step` with the arguments the YAML loader would produce
 and runs it through the driver's `CaseRunner`; so a generated sequence is a suite case,
@@ -57,11 +57,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    RuleStrategy,
+    initialize,
+    precondition,
+    rule,
+)
 
 from ..cases import CRASH_POINTS, POWER_LOSS_MODES
 from .driver import CRASH_POINT_OPS, OPEN_CRASH_NEEDS, RECOVERY_POINTS, SWITCHED, Driver, Target
-from .entries import DIRECT_OPS, KEY, draw_entries
+from .entries import (
+    DIRECT_CODES,
+    KEYS,
+    READ_PREFIXES,
+    Code,
+    code_range,
+    entry_codes,
+    make_direct_ops,
+    make_entries,
+)
 from .findings import Found, reblame, throw
 from .model import NodeModel
 
@@ -74,9 +89,19 @@ SNAPSHOT_TAMPERS = {
 }
 
 
-# The entry kinds each apply rule draws from (a kind twice: twice as likely).
+# The entry kinds each apply rule draws from (a kind twice: twice as likely; the simplest
+# first, towards which shrinking moves).
 APPLY_KINDS = {"apply_write": ("raw", "raw", "delete_prefix"),
-               "apply_txn": ("txn", "txn", "prepare", "commit", "abort")}
+               "apply_txn": ("txn", "txn", "prepare", "commit", "abort"),
+               "apply_non_data": ("hlc_lease", "hlc_lease", "control", "noop")}
+INSTALL_KINDS = ("raw", "delete_prefix", "txn", "hlc_lease", "control", "noop", "abort")
+# A read, by code: a get of each key, a scan of each prefix, a digest, the HLC; each kind
+# a quarter of the codes (the get of the first key first).
+_READ_OPTIONS: tuple[tuple[str, list[dict[str, str]]], ...] = (
+    ("get", [{"key": k} for k in KEYS]), ("scan", [{"prefix": p} for p in READ_PREFIXES]),
+    ("digest", [{}]), ("hlc", [{}]))
+READ_STEPS = tuple((kind, options[i % len(options)]) for kind, options in _READ_OPTIONS
+                   for i in range(15))
 
 # Hypothesis' stateful engine does "swarm testing": each generated sequence enables a
 # random subset of the rules. That diversifies the sequences, but a sequence whose
@@ -86,21 +111,66 @@ APPLY_KINDS = {"apply_write": ("raw", "raw", "delete_prefix"),
 ALWAYS_ENABLED = frozenset({"restart", "open", "apply_write"})
 
 
-def _lifecycle_always_enabled(machine: RuleBasedStateMachine) -> None:
-    try:
-        from hypothesis.stateful import RuleStrategy
-    except ImportError:  # pragma: no cover - a Hypothesis without it: plain swarm testing
-        return
-    if not hasattr(RuleStrategy, "_rule_is_enabled") or not hasattr(machine, "_rules_strategy"):
-        return  # pragma: no cover
+class _RuleStrategy(RuleStrategy):
+    """Hypothesis' choice of the next rule, made with fewer choices.
 
-    class _Strategy(RuleStrategy):
-        def _rule_is_enabled(self, r: Any) -> bool:
-            if r.function.__name__ in ALWAYS_ENABLED:
-                return bool(self.is_valid(r))
-            return bool(super()._rule_is_enabled(r))  # type: ignore[no-untyped-call]
+    Hypothesis draws an index among all the rules and rejects the invalid or disabled
+    ones (three tries, then a scan of all of them); every rule it asks about costs a
+    precondition evaluation and, if valid, a choice that records its swarm-testing flag
+    again. Here each precondition is evaluated once per step, each rule's flag is drawn
+    once per sequence (the first time the rule is valid) and kept, and the rule is one
+    integer drawn among the valid and enabled ones (in Hypothesis' order of the rules, so
+    shrinking that integer moves towards the same rules). The `ALWAYS_ENABLED` rules
+    escape swarm testing."""
 
-    machine._rules_strategy = _Strategy(machine)
+    def __init__(self, machine: RuleBasedStateMachine) -> None:
+        super().__init__(machine)
+        self._valid: dict[str, bool] = {}
+        self._flags: Any = None  # this sequence's swarm-testing flags
+        self._enabled: dict[str, bool] = {}
+
+    def do_draw(self, data: Any) -> Any:
+        self._valid = {}  # a step ran since the last choice
+        if self._flags is None:
+            self._flags = data.draw(self.enabled_rules_strategy)
+        candidates = [r for r in self.rules if self._rule_is_enabled(r)]
+        if not candidates:  # every valid rule disabled: the valid ones
+            candidates = [r for r in self.rules if self.is_valid(r)]
+        if not candidates:
+            return super().do_draw(data)  # Hypothesis says why no rule can run
+        rule = candidates[data.draw_integer(0, len(candidates) - 1)]
+        return rule, {k: data.draw(s) for k, s in rule.arguments_strategies.items()}
+
+    def is_valid(self, rule: Any) -> bool:
+        name = rule.function.__name__
+        valid = self._valid.get(name)
+        if valid is None:
+            valid = self._valid[name] = (
+                all(self.machine.bundle(b.name) for b in rule.bundles)
+                and all(p(self.machine) for p in rule.preconditions))
+        return valid
+
+    def _rule_is_enabled(self, r: Any) -> bool:
+        if not self.is_valid(r):
+            return False
+        name = r.function.__name__
+        if name in ALWAYS_ENABLED:
+            return True
+        enabled = self._enabled.get(name)
+        if enabled is None:
+            enabled = self._enabled[name] = bool(self._flags.is_enabled(name))
+        return enabled
+
+
+def _rule_strategy(machine: RuleBasedStateMachine) -> RuleStrategy | None:
+    """Our rule choice for `machine`; None where Hypothesis' rule strategy lacks what it
+    builds on (another version: Hypothesis' own choice then, plain swarm testing)."""
+    if not all(hasattr(RuleStrategy, a) for a in ("_rule_is_enabled", "is_valid")):
+        return None  # pragma: no cover
+    strategy = _RuleStrategy(machine)
+    if not all(hasattr(strategy, a) for a in ("rules", "enabled_rules_strategy")):
+        return None  # pragma: no cover
+    return strategy
 
 
 class ExploreMachine(NodeModel):
@@ -112,35 +182,35 @@ class ExploreMachine(NodeModel):
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        _lifecycle_always_enabled(self)
+        strategy = _rule_strategy(self)
+        if strategy is not None:
+            self._rules_strategy = strategy
 
     # -- entries -----------------------------------------------------------------------------
 
-    def _apply(self, data: st.DataObject, kinds: Sequence[str]) -> None:
-        entries = draw_entries(data, kinds, self.clock)
+    def _apply(self, codes: Sequence[Code]) -> None:
+        entries = make_entries(codes, self.clock)
         args = {"entry": entries[0]} if len(entries) == 1 else {"entries": entries}
         self._run("apply", args)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @initialize(data=st.data())
-    def start(self, data: st.DataObject) -> None:
+    @initialize(durability=code_range(2), without=code_range(len(SWITCHED)),
+                direct=code_range(5))
+    def start(self, durability: int, without: int, direct: int) -> None:
         self.t.stats.examples += 1
         durabilities = ["synced"]
         if "unsynced_mode" in self.t.capabilities:
             durabilities.append("unsynced")
-        durability = data.draw(st.sampled_from(durabilities), label="durability")
-        without: tuple[str, ...] = ()
-        if self.t.switchable:
-            without = data.draw(st.sampled_from(SWITCHED), label="without")
+        mode = durabilities[durability % len(durabilities)]
+        lower = SWITCHED[without] if self.t.switchable else ()
         # Direct writes in one sequence in five: once a crash follows one, the oracle stops
         # comparing states for the rest of the sequence (the write may be lost), which would
         # hide every exactly-once bug after it.
-        self.direct_writes = data.draw(st.integers(0, 4), label="direct writes") == 4
-        self.d = Driver(self.t.impl, durability, without, self.t.stats, self.t.seed,
-                        self.t.faults)
+        self.direct_writes = direct == 4
+        self.d = Driver(self.t.impl, mode, lower, self.t.stats, self.t.seed, self.t.faults)
         self.caps = self.drv.begin() - self.t.hidden
-        if durability == "unsynced":
+        if mode == "unsynced":
             self.drv.assumes.add("unsynced_mode")
 
     def teardown(self) -> None:
@@ -185,16 +255,13 @@ class ExploreMachine(NodeModel):
         self.reader_error_before, self.reader_error_armed = self.reader_error_armed, False
 
     @precondition(lambda self: self.is_open())
-    @rule(data=st.data())
-    def crash(self, data: st.DataObject) -> None:
-        self._crash(data)
+    @rule(how=code_range(1 + len(POWER_LOSS_MODES)))
+    def crash(self, how: int) -> None:
+        self._crash(how)
 
-    def _crash(self, data: st.DataObject) -> None:
-        # a process kill, or (with the power_loss fault) a power loss in any mode
-        modes: list[str | None] = [None]
-        if self.has("power_loss"):
-            modes += list(POWER_LOSS_MODES)
-        loss = data.draw(st.sampled_from(modes))
+    def _crash(self, how: int) -> None:
+        # a process kill (code 0), or (with the power_loss fault) a power loss in any mode
+        loss = POWER_LOSS_MODES[how - 1] if how and self.has("power_loss") else None
         if loss is None:
             self._run("crash", {"mode": "process"})
         else:
@@ -213,35 +280,35 @@ class ExploreMachine(NodeModel):
     # -- applies -----------------------------------------------------------------------------
 
     @precondition(lambda self: self.is_open())
-    @rule(data=st.data())
-    def apply_write(self, data: st.DataObject) -> None:
-        self._apply(data, APPLY_KINDS["apply_write"])
+    @rule(codes=entry_codes(APPLY_KINDS["apply_write"]))
+    def apply_write(self, codes: Sequence[Code]) -> None:
+        self._apply(codes)
 
     # An installed snapshot carries each live key's last version only: no tombstones, no
     # older versions, no rollback markers. Transactions after it may therefore answer
     # differently from the model's full history (which the protocol allows), so they stop.
     @precondition(lambda self: self.is_open() and not self.installed)
-    @rule(data=st.data())
-    def apply_txn(self, data: st.DataObject) -> None:
-        self._apply(data, APPLY_KINDS["apply_txn"])
+    @rule(codes=entry_codes(APPLY_KINDS["apply_txn"]))
+    def apply_txn(self, codes: Sequence[Code]) -> None:
+        self._apply(codes)
 
     @precondition(lambda self: self.is_open())
-    @rule(data=st.data())
-    def apply_non_data(self, data: st.DataObject) -> None:
-        self._apply(data, ("hlc_lease", "hlc_lease", "control", "noop"))
+    @rule(codes=entry_codes(APPLY_KINDS["apply_non_data"]))
+    def apply_non_data(self, codes: Sequence[Code]) -> None:
+        self._apply(codes)
 
     @precondition(lambda self: self.is_open() and self.direct_writes and not self.crash_armed)
-    @rule(data=st.data())
-    def apply_direct(self, data: st.DataObject) -> None:
+    @rule(ops=DIRECT_CODES)
+    def apply_direct(self, ops: Sequence[int]) -> None:
         # index 0: a direct write, outside the log; no meta bump (ST-007, EN-008). Not with
         # a crash point armed: a direct write the crash interrupts may or may not have
         # landed, and the model cannot tell.
         self._run("apply", {"entry": {"kind": "raw", "ts": self.clock.tick(),
-                                      "ops": data.draw(DIRECT_OPS)}, "index": 0})
+                                      "ops": make_direct_ops(ops)}, "index": 0})
         self.meta_since.setdefault(0, "ST-007")
 
     @precondition(lambda self: self.is_open())
-    @rule(to=st.integers(0, 3))
+    @rule(to=code_range(4))
     def replay(self, to: int) -> None:
         applied, last = self.drv.runner.s.applied, self._last_index()
         self._run("replay", {"to": min(last, applied + to)} if to else {})
@@ -277,32 +344,32 @@ class ExploreMachine(NodeModel):
         if begun is not None and self.alive():
             self.pending[name] = begun[1]
 
-    def _persist(self, data: st.DataObject, site: str) -> None:
+    def _persist(self, pick: int, site: str) -> None:
         names = sorted(n for n, i in self.pending.items() if self._newer_than_pointer(i))
-        name = data.draw(st.sampled_from(names))
+        name = names[pick % len(names)]
         index = self.pending.pop(name)
         args, assumes = self._persist_args({"name": name, "site": site})
         self._run("snapshot_persist", args, assumes=assumes)
         self._after_persist(index, args)
 
+    # (which begun snapshot: a code; at most 3 are pending)
     @precondition(lambda self: self._can_persist())
-    @rule(data=st.data())
-    def snapshot_persist_local(self, data: st.DataObject) -> None:
-        self._persist(data, "local")
+    @rule(pick=code_range(3))
+    def snapshot_persist_local(self, pick: int) -> None:
+        self._persist(pick, "local")
 
     @precondition(lambda self: self._can_persist())
-    @rule(data=st.data())
-    def snapshot_persist_config(self, data: st.DataObject) -> None:
-        self._persist(data, "config")
+    @rule(pick=code_range(3))
+    def snapshot_persist_config(self, pick: int) -> None:
+        self._persist(pick, "config")
 
+    # ceiling: no ceiling (codes 0..50, half of them, the simplest), else 0..5000 by 100
     @precondition(lambda self: self._install_possible())
-    @rule(data=st.data(), ceiling=st.one_of(st.none(), st.integers(0, 50).map(lambda c: c * 100)))
-    def install_snapshot(self, data: st.DataObject, ceiling: int | None) -> None:
-        entries = draw_entries(data, ("raw", "delete_prefix", "txn", "hlc_lease", "control",
-                                      "noop", "abort"), self.clock)
-        args: dict[str, Any] = {"entries": entries}
-        if ceiling is not None:
-            args["ceiling"] = ceiling
+    @rule(codes=entry_codes(INSTALL_KINDS), ceiling=code_range(102))
+    def install_snapshot(self, codes: Sequence[Code], ceiling: int) -> None:
+        args: dict[str, Any] = {"entries": make_entries(codes, self.clock)}
+        if ceiling > 50:
+            args["ceiling"] = (ceiling - 51) * 100
         self.installed = True
         self._run("install_snapshot", args, assumes=["install_snapshot"])
         if self.alive():
@@ -422,23 +489,23 @@ class ExploreMachine(NodeModel):
                         windows: list[str]) -> None:
         """Arm a crash point at the `nth` `on` operation for one step drawn from `windows`;
         after it, the node is dead: stopped there, or killed when it did not get that far."""
-        window = data.draw(st.sampled_from(windows), label="window")
+        window = windows[data.draw(code_range(len(windows)), label="window")]
         self.crash_armed = True
         self._run("crash_point", {"on": on, "nth": nth}, assumes=["crash_points"])
         if window == "open":
             self.open()
         elif window in ("apply_write", "apply_txn"):
-            self._apply(data, APPLY_KINDS[window])
+            self._apply(data.draw(entry_codes(APPLY_KINDS[window])))
         elif window == "replay":
-            self.replay(data.draw(st.integers(0, 3)))
+            self.replay(data.draw(code_range(4)))
         elif window in ("snapshot_local", "snapshot_config"):
             self._snapshot(window.removeprefix("snapshot_"))
         elif window in ("snapshot_persist_local", "snapshot_persist_config"):
-            self._persist(data, window.removeprefix("snapshot_persist_"))
+            self._persist(data.draw(code_range(3)), window.removeprefix("snapshot_persist_"))
         else:
-            self.install_snapshot(data, None)
+            self.install_snapshot(data.draw(entry_codes(INSTALL_KINDS)), 0)
         if self.alive():  # it did not fire: a kill (or a power loss) ends the window
-            self._crash(data)
+            self._crash(data.draw(code_range(1 + len(POWER_LOSS_MODES))))
         else:
             self.crashed_unsynced = True
 
@@ -462,15 +529,10 @@ class ExploreMachine(NodeModel):
     # -- reads and checks ------------------------------------------------------------------------
 
     @precondition(lambda self: self.is_open())
-    @rule(data=st.data())
-    def read(self, data: st.DataObject) -> None:
-        kind = data.draw(st.sampled_from(("get", "scan", "digest", "hlc")))
-        if kind == "get":
-            self._run("get", {"key": data.draw(KEY)})
-        elif kind == "scan":
-            self._run("scan", {"prefix": data.draw(st.sampled_from(("", "a/", "_")))})
-        else:
-            self._run(kind, {})
+    @rule(what=code_range(len(READ_STEPS)))
+    def read(self, what: int) -> None:
+        kind, args = READ_STEPS[what]
+        self._run(kind, dict(args))
 
     @precondition(lambda self: self.is_open() and self.has("reader"))
     @rule()
