@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import time
 from collections.abc import Iterable, Iterator
@@ -173,7 +174,7 @@ def explore(spec: str = "reference", *, time_budget: float | None = None,
         examples_before, started = stats.examples, time.monotonic()
         campaigns += 1
         try:
-            with _engine_clock(clock), _shrink_budget(shrink_time if deadline is None
+            with _gc_frozen(), _engine_clock(clock), _shrink_budget(shrink_time if deadline is None
                                                       else deadline - time.monotonic()):
                 # (it takes any callable that returns a machine)
                 run_state_machine_as_test(cast("type[RuleBasedStateMachine]", factory),
@@ -257,6 +258,23 @@ def _engine_clock(clock: _StepClock | None) -> Iterator[None]:
         yield
     finally:
         engine.time = saved  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Keep the objects that exist before a campaign (modules, the target, earlier
+    findings) out of the garbage collector's full collections during it. A campaign
+    allocates a lot (Hypothesis keeps every sequence's choices), so full collections
+    come often, and each scanned everything: about a tenth of the time of an in-process
+    campaign. Left alone when someone else froze objects already."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

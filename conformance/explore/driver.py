@@ -71,6 +71,13 @@ def make_step(kind: str, args: dict[str, Any], index: int) -> Step:
     return Step(kind, args, Location("<explore>", index + 1), index)
 
 
+# What a step of each kind cites (else: what the oracle's state comparison names).
+_STEP_REQUIREMENT = {"snapshot_begin": "SP-006", "crash": "XR-001", "restart": "XR-001",
+                     "failpoint": "XR-002", "crash_point": "XR-002", "tamper": "HV-009",
+                     "install_snapshot": "CS-010", "hlc": "EN-007",
+                     "last_applied_index": "ST-004", "open": "CS-008"}
+
+
 def step_requirements(kind: str, args: dict[str, Any], state_req: str) -> tuple[str, ...]:
     """The requirement a failure of this step names when the oracle names none (an
     unexpected error or death, a reply that breaks an expectation the step carries)."""
@@ -78,10 +85,7 @@ def step_requirements(kind: str, args: dict[str, Any], state_req: str) -> tuple[
         if args.get("expect_error") == "pin_failed":
             return ("SP-003",)
         return ("SP-001",) if args.get("site", "local") == "local" else ("SP-002",)
-    fixed = {"snapshot_begin": "SP-006", "crash": "XR-001", "restart": "XR-001",
-             "failpoint": "XR-002", "crash_point": "XR-002", "tamper": "HV-009", "install_snapshot": "CS-010",
-             "hlc": "EN-007", "last_applied_index": "ST-004", "open": "CS-008"}
-    return (fixed.get(kind, state_req),)
+    return (_STEP_REQUIREMENT.get(kind, state_req),)
 
 
 class Driver:
@@ -105,6 +109,7 @@ class Driver:
         self.failed = False
         self.assumes: set[str] = set()  # capabilities the generated expectations assume
         self.closed = False
+        self._cited: dict[tuple[str, ...], Case] = {}  # the case citing each requirement tuple
 
     def begin(self) -> frozenset[str]:
         """Start the node; return its capabilities plus the adapter's fault capabilities."""
@@ -137,7 +142,7 @@ class Driver:
         step = make_step(kind, args, len(self.steps))
         self.steps.append(step)
         reqs = requirements or step_requirements(kind, args, self.runner.o.state_requirement())
-        self.runner.case = replace(self.case, requirements=reqs)
+        self.runner.case = self._citing(reqs)
         self.stats.steps += 1
         failure: Failure | None = None
         try:
@@ -154,7 +159,7 @@ class Driver:
         if self.failed or self.runner.oracle is None:
             return
         state_req = self.runner.o.state_requirement()
-        self.runner.case = replace(self.case, requirements=(state_req,))
+        self.runner.case = self._citing((state_req,))
         failure: Failure | None = None
         try:
             self.runner.finish()
@@ -164,6 +169,14 @@ class Driver:
             failure = Failure(f"{type(exc).__name__}: {exc}")
         if failure is not None:
             throw(self._found(failure, failure.requirement or state_req))
+
+    def _citing(self, requirements: tuple[str, ...]) -> Case:
+        """The case, citing `requirements` (what a failure of the next step names); one
+        copy per tuple, not one per step."""
+        case = self._cited.get(requirements)
+        if case is None:
+            case = self._cited[requirements] = replace(self.case, requirements=requirements)
+        return case
 
     def _found(self, failure: Failure, requirement: str) -> Found:
         self.failed = True

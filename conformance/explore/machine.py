@@ -53,7 +53,7 @@ How to read this file:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
@@ -112,54 +112,67 @@ ALWAYS_ENABLED = frozenset({"restart", "open", "apply_write"})
 
 
 class _RuleStrategy(RuleStrategy):
-    """Hypothesis' choice of the next rule, made with fewer choices.
+    """Hypothesis' choice of the next rule, made with fewer choices and checks.
 
     Hypothesis draws an index among all the rules and rejects the invalid or disabled
     ones (three tries, then a scan of all of them); every rule it asks about costs a
-    precondition evaluation and, if valid, a choice that records its swarm-testing flag
-    again. Here each precondition is evaluated once per step, each rule's flag is drawn
-    once per sequence (the first time the rule is valid) and kept, and the rule is one
-    integer drawn among the valid and enabled ones (in Hypothesis' order of the rules, so
-    shrinking that integer moves towards the same rules). The `ALWAYS_ENABLED` rules
-    escape swarm testing."""
+    precondition evaluation (recorded for its statistics) and, if valid, a choice that
+    records its swarm-testing flag again. Here every precondition is evaluated once per
+    step, each rule's flag is drawn once per sequence (the first time the rule is valid)
+    and kept, and the rule is one integer drawn among the valid and enabled ones, in
+    Hypothesis' order of the rules: the same uniform choice, and shrinking that integer
+    moves towards the same rules. The `ALWAYS_ENABLED` rules escape swarm testing.
+    (`ExploreMachine` has no bundles, which this does not check.)"""
 
     def __init__(self, machine: RuleBasedStateMachine) -> None:
         super().__init__(machine)
-        self._valid: dict[str, bool] = {}
+        # (rule, name, its precondition, whether swarm testing may disable it)
+        self._checks = [(r, r.function.__name__, _one_check(r.preconditions),
+                         r.function.__name__ not in ALWAYS_ENABLED) for r in self.rules]
+        self._valid: dict[str, bool] = {}  # this step's answers
         self._flags: Any = None  # this sequence's swarm-testing flags
-        self._enabled: dict[str, bool] = {}
+        self._enabled: dict[str, bool] = {}  # and what they said
 
     def do_draw(self, data: Any) -> Any:
-        self._valid = {}  # a step ran since the last choice
-        if self._flags is None:
-            self._flags = data.draw(self.enabled_rules_strategy)
-        candidates = [r for r in self.rules if self._rule_is_enabled(r)]
+        machine = self.machine
+        self._valid = valid = {}
+        candidates = []
+        for r, name, check, swarmed in self._checks:
+            ok = valid[name] = check(machine)
+            if ok and (not swarmed or self._swarm_enabled(data, name)):
+                candidates.append(r)
         if not candidates:  # every valid rule disabled: the valid ones
-            candidates = [r for r in self.rules if self.is_valid(r)]
+            candidates = [r for r, name, _, _ in self._checks if valid[name]]
         if not candidates:
             return super().do_draw(data)  # Hypothesis says why no rule can run
-        rule = candidates[data.draw_integer(0, len(candidates) - 1)]
-        return rule, {k: data.draw(s) for k, s in rule.arguments_strategies.items()}
+        chosen = candidates[data.draw_integer(0, len(candidates) - 1)]
+        return chosen, {k: data.draw(s) for k, s in chosen.arguments_strategies.items()}
+
+    def _swarm_enabled(self, data: Any, name: str) -> bool:
+        enabled = self._enabled.get(name)
+        if enabled is None:
+            if self._flags is None:
+                self._flags = data.draw(self.enabled_rules_strategy)
+            enabled = self._enabled[name] = bool(self._flags.is_enabled(name))
+        return enabled
 
     def is_valid(self, rule: Any) -> bool:
         name = rule.function.__name__
         valid = self._valid.get(name)
         if valid is None:
-            valid = self._valid[name] = (
-                all(self.machine.bundle(b.name) for b in rule.bundles)
-                and all(p(self.machine) for p in rule.preconditions))
+            valid = self._valid[name] = all(p(self.machine) for p in rule.preconditions)
         return valid
 
-    def _rule_is_enabled(self, r: Any) -> bool:
-        if not self.is_valid(r):
-            return False
-        name = r.function.__name__
-        if name in ALWAYS_ENABLED:
-            return True
-        enabled = self._enabled.get(name)
-        if enabled is None:
-            enabled = self._enabled[name] = bool(self._flags.is_enabled(name))
-        return enabled
+    def _rule_is_enabled(self, r: Any) -> bool:  # (Hypothesis' own choice, the fallback)
+        return self.is_valid(r) and (r.function.__name__ in ALWAYS_ENABLED
+                                     or bool(super()._rule_is_enabled(r)))  # type: ignore[no-untyped-call]
+
+
+def _one_check(preconditions: Sequence[Callable[[Any], bool]]) -> Callable[[Any], bool]:
+    """A rule's preconditions as one call (each rule here has one, or none)."""
+    if len(preconditions) == 1:
+        return preconditions[0]
+    return lambda machine: all(p(machine) for p in preconditions)
 
 
 def _rule_strategy(machine: RuleBasedStateMachine) -> RuleStrategy | None:
