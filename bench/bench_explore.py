@@ -4,6 +4,7 @@
     python bench/bench_explore.py [--seeds 5] [--budget 60] [-j 2] [--json PATH]
                                   [--markdown PATH] [--only NAME ...] [--quick]
                                   [--no-shrink-check] [--no-exhaustive] [--no-process]
+                                  [--hide CAP ...]
     python bench/bench_explore.py --render PATH.json     # the table of an earlier run
 
 1. Throughput: exploration of the reference in process (and through the local-process
@@ -17,6 +18,10 @@
    and whether the saved fixture replays red on the mutant and green on the reference.
 4. Bounded exhaustive mode: the state count and time at depth 4 on the reference, and per
    mutant whether depth 4 (stopping at the first violation) kills it.
+
+`--hide failpoints` explores every mutant as a node without failpoints (crash points,
+power loss, kills and tampering only: the table under "Crash points" in
+docs/exploration.md); the table then also counts the killing sequences with a crash point.
 
 The exit status is 0 whatever the figures (measurements, not tests), 1 only when a
 measurement could not be made.
@@ -53,6 +58,7 @@ class Attempt:
     requirement: str | None
     message: str | None
     total_s: float
+    with_crash_point: bool | None = None  # the failing sequence holds a crash_point step
 
 
 @dataclass
@@ -98,24 +104,25 @@ class Row:
         return None if m == float("inf") else m
 
 
-def _attempt(args: tuple[str, int, float]) -> Attempt:
-    name, seed, budget = args
+def _attempt(args: tuple[str, int, float, tuple[str, ...]]) -> Attempt:
+    name, seed, budget, hide = args
     t0 = time.monotonic()
     r = explore(f"mutant:{name}", time_budget=budget, seed=seed, out=None, database=None,
-                shrink=False, stop_at_first=True)
+                shrink=False, stop_at_first=True, hide=hide)
     f = r.findings[0] if r.findings else None
     killed = f is not None and r.first_failure_s is not None and r.first_failure_s <= budget
     return Attempt(name, seed, killed, r.first_failure_s, r.first_failure_steps,
                    r.first_failure_examples, f.requirement if f else None,
-                   f.message.splitlines()[0] if f else None, time.monotonic() - t0)
+                   f.message.splitlines()[0] if f else None, time.monotonic() - t0,
+                   any(s.kind == "crash_point" for s in f.steps) if f else None)
 
 
-def _shrink_check(args: tuple[str, float]) -> ShrinkCheck:
-    name, budget = args
+def _shrink_check(args: tuple[str, float, tuple[str, ...]]) -> ShrinkCheck:
+    name, budget, hide = args
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         r = explore(f"mutant:{name}", time_budget=budget, seed=0, out=Path(tmp), database=None,
-                    shrink=True, stop_at_first=True)
+                    shrink=True, stop_at_first=True, hide=hide)
     if not r.findings:
         return ShrinkCheck(name, False, total_s=time.monotonic() - t0)
     f = r.findings[0]
@@ -157,14 +164,16 @@ def _fmt(v: float | None, unit: str = "", digits: int = 1, none: str = "—") ->
 
 def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     seeds, budget = meta["seeds"], meta["budget_s"]
+    hidden = meta.get("hide") or []
     killed = [r for r in rows if r.kills]
     all_seeds = [r for r in rows if len(r.kills) == len(r.attempts)]
     within = [r for r in all_seeds if max(a.time_s or 0 for a in r.kills) <= budget]
     out = [
         f"Exploration in process, no handwritten case, {len(seeds)} seeds ({seeds[0]}.."
         f"{seeds[-1]}), stop at the first failure, no shrinking, no example database, "
-        f"budget {budget:.0f} s per run; Hypothesis {meta['hypothesis']}, Python "
-        f"{meta['python']}, {meta['machine']}.",
+        f"budget {budget:.0f} s per run"
+        + "".join(f", --hide {c}" for c in hidden)
+        + f"; Hypothesis {meta['hypothesis']}, Python {meta['python']}, {meta['machine']}.",
         "",
         f"**Killed: {len(killed)}/{len(rows)} mutants by at least one seed; "
         f"{len(within)}/{len(rows)} ({100 * len(within) / len(rows):.0f}%) by every seed, each "
@@ -172,8 +181,8 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "",
         "| Mutant | Requirement | Killed (seeds) | Median time to kill | Median steps | "
         "Median sequences | Slowest kill | Requirements named | Shrunk fixture (seed 0) "
-        f"| Exhaustive d={meta.get('depth', '?')} |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| Exhaustive d={meta.get('depth', '?')} |" + (" With a crash point |" if hidden else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if hidden else ""),
     ]
     lengths = sorted(r.shrink.shrunk_steps for r in rows
                      if r.shrink is not None and r.shrink.shrunk_steps is not None)
@@ -200,7 +209,9 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
             f"| `{r.mutant}` | {r.requirement} | {len(r.kills)}/{len(r.attempts)} | "
             f"{_fmt(r.median('time_s'), ' s', 2, none)} | {_fmt(r.median('steps'), '', 0)}"
             f" | {_fmt(r.median('sequences'), '', 0)} | {_fmt(slow, ' s', 2, none)} | "
-            f"{', '.join(reqs) or '—'} | {shrink} | {exh} |")
+            f"{', '.join(reqs) or '—'} | {shrink} | {exh} |"
+            + (f" {sum(bool(a.with_crash_point) for a in r.kills)}/{len(r.kills)} |"
+               if hidden else ""))
     return "\n".join(out) + "\n"
 
 
@@ -219,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-exhaustive", action="store_true")
     ap.add_argument("--no-process", action="store_true",
                     help="skip the local-process throughput")
+    ap.add_argument("--hide", action="append", default=[], metavar="CAP",
+                    help="explore the mutants as if they lacked CAP (e.g. failpoints)")
     ap.add_argument("--render", type=Path, default=None, metavar="JSON",
                     help="only print the Markdown table of an earlier run's --json file")
     ap.add_argument("--json", type=Path, default=None)
@@ -235,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or sorted(MUTANTS)
     seeds = list(range(args.seeds))
     meta: dict[str, Any] = {
-        "seeds": seeds, "budget_s": args.budget, "depth": args.depth, "hypothesis": hypothesis.__version__,
+        "seeds": seeds, "budget_s": args.budget, "depth": args.depth, "hide": args.hide,
+        "hypothesis": hypothesis.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {platform.system()}, {args.jobs} worker(s)",
     }
@@ -253,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {n: Row(n, MUTANTS[n].requirement, sorted(MUTANTS[n].needs)) for n in names}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         print("2. kill table", flush=True)
-        jobs = [(n, s, args.budget) for n in names for s in seeds]
+        hide = tuple(args.hide)
+        jobs = [(n, s, args.budget, hide) for n in names for s in seeds]
         for a in pool.map(_attempt, jobs):
             rows[a.mutant].attempts.append(a)
             print(f"   {a.mutant:<36} seed {a.seed}: "
@@ -262,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         if not args.no_shrink_check:
             print("3. shrink check (seed 0)", flush=True)
-            for sc in pool.map(_shrink_check, [(n, args.budget) for n in names]):
+            for sc in pool.map(_shrink_check, [(n, args.budget, hide) for n in names]):
                 rows[sc.mutant].shrink = sc
                 print(f"   {sc.mutant:<36} {sc.requirement or 'not found'} "
                       f"{sc.shrunk_steps or ''} steps, replay red {sc.replay_red}, reference "
