@@ -21,7 +21,7 @@ import pytest
 from hypothesis import find, settings
 
 from conformance.explore import ExploreMachine, explore
-from conformance.explore import machine as machine_module
+from conformance.explore import choice as choice_module
 from conformance.explore.entries import (
     COUNT,
     DIRECT_KEYS,
@@ -159,8 +159,8 @@ def test_each_precondition_is_evaluated_at_most_once_per_rule_choice(
     run long (restart, open and apply_write escape swarm testing)."""
     calls: Counter[tuple[int, str]] = Counter()
     choices = [0]
-    real_check = machine_module._one_check
-    real_draw = machine_module._RuleStrategy.do_draw
+    real_check = choice_module._one_check
+    real_draw = choice_module._RuleStrategy.do_draw
 
     def counted_check(preconditions: Any) -> Any:
         check = real_check(preconditions)
@@ -175,8 +175,8 @@ def test_each_precondition_is_evaluated_at_most_once_per_rule_choice(
         choices[0] += 1
         return real_draw(self, data)
 
-    monkeypatch.setattr(machine_module, "_one_check", counted_check)
-    monkeypatch.setattr(machine_module._RuleStrategy, "do_draw", counted_draw)
+    monkeypatch.setattr(choice_module, "_one_check", counted_check)
+    monkeypatch.setattr(choice_module._RuleStrategy, "do_draw", counted_draw)
     report = explore("reference", max_examples=10, seed=3, out=None, database=None)
     assert report.steps > 10 * report.examples / 2
     assert choices[0] > report.examples and calls  # (a crash point rule runs several steps)
@@ -189,14 +189,14 @@ def test_a_campaign_leaves_the_garbage_collector_as_it_found_it(
     during it (a tenth of an in-process campaign's time went to scanning them), and
     unfrozen after it."""
     frozen: list[int] = []
-    real = machine_module.ExploreMachine.teardown
+    real = ExploreMachine.teardown
 
     def teardown(self: ExploreMachine) -> None:
         frozen.append(gc.get_freeze_count())
         real(self)
 
     before = gc.get_freeze_count()
-    monkeypatch.setattr(machine_module.ExploreMachine, "teardown", teardown)
+    monkeypatch.setattr(ExploreMachine, "teardown", teardown)
     explore("reference", max_examples=3, seed=0, out=None, database=None)
     assert gc.get_freeze_count() == before == 0
     assert frozen and min(frozen) > 0

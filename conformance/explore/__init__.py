@@ -41,10 +41,12 @@ open (with every crash point of the recovery), replay and the exactly-once check
 
 The package, in the order a step travels through it:
 
-    entries.py     the entries generated, from small worlds of keys so that they interact
+    entries.py     the entries generated, from small worlds of keys so that they interact,
+                   drawn as flat small-integer codes mapped through tables
     driver.py      Driver: one node, one growing case, a step at a time; Target, probe
     model.py       NodeModel: what the machine knows of the node (pointer, meta key, faults)
     machine.py     ExploreMachine: the rules (one suite step each) and their preconditions
+    choice.py      how the next rule is chosen: Hypothesis' choice, with fewer checks
     findings.py    Found (one exception class per requirement), Finding, Stats
     fixtures.py    a finding as a YAML suite file: written, deduplicated, replayed
     campaign.py    explore(): the budget as a series of Hypothesis runs, shrinking, reports
@@ -62,6 +64,7 @@ from .campaign import (
     campaign_seed,
     explore,
 )
+from .choice import ALWAYS_ENABLED
 from .command import add_parser, command
 from .driver import (
     OPERATION_POINTS,
@@ -98,7 +101,7 @@ from .fixtures import (
     step_line,
     verify_fixture,
 )
-from .machine import ALWAYS_ENABLED, SNAPSHOT_TAMPERS, ExploreMachine
+from .machine import SNAPSHOT_TAMPERS, ExploreMachine
 from .model import NodeModel
 
 __all__ = [

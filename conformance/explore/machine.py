@@ -44,8 +44,9 @@ How to read this file:
   wrote, CO-004 for a snapshot gone after an interrupted persist, CS-005 for a cold start
   that fails on a reader error.
 - **Swarm testing.** Hypothesis disables a random subset of rules per sequence, which
-  diversifies the sequences; `ALWAYS_ENABLED` rules never are (a sequence whose `restart`
-  is off would die at its first crash).
+  diversifies the sequences; `ALWAYS_ENABLED` rules (choice.py, which also makes the
+  choice of each next rule cheap) never are (a sequence whose `restart` is off would die
+  at its first crash).
 - **Each sequence draws its configuration** in `start` (the `@initialize` rule): the
   durability mode, a lower capability profile (`without`) of a node that honours it, and
   whether direct writes (index 0) may appear.
@@ -53,19 +54,14 @@ How to read this file:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    RuleStrategy,
-    initialize,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import initialize, precondition, rule
 
 from ..cases import CRASH_POINTS, POWER_LOSS_MODES
+from .choice import rule_strategy
 from .driver import CRASH_POINT_OPS, OPEN_CRASH_NEEDS, RECOVERY_POINTS, SWITCHED, Driver, Target
 from .entries import (
     DIRECT_CODES,
@@ -103,89 +99,6 @@ _READ_OPTIONS: tuple[tuple[str, list[dict[str, str]]], ...] = (
 READ_STEPS = tuple((kind, options[i % len(options)]) for kind, options in _READ_OPTIONS
                    for i in range(15))
 
-# Hypothesis' stateful engine does "swarm testing": each generated sequence enables a
-# random subset of the rules. That diversifies the sequences, but a sequence whose
-# `restart` is disabled dies at its first crash (no rule can run: Hypothesis discards the
-# sequence). These rules are therefore never disabled: the lifecycle, and one productive
-# rule when the node is open.
-ALWAYS_ENABLED = frozenset({"restart", "open", "apply_write"})
-
-
-class _RuleStrategy(RuleStrategy):
-    """Hypothesis' choice of the next rule, made with fewer choices and checks.
-
-    Hypothesis draws an index among all the rules and rejects the invalid or disabled
-    ones (three tries, then a scan of all of them); every rule it asks about costs a
-    precondition evaluation (recorded for its statistics) and, if valid, a choice that
-    records its swarm-testing flag again. Here every precondition is evaluated once per
-    step, each rule's flag is drawn once per sequence (the first time the rule is valid)
-    and kept, and the rule is one integer drawn among the valid and enabled ones, in
-    Hypothesis' order of the rules: the same uniform choice, and shrinking that integer
-    moves towards the same rules. The `ALWAYS_ENABLED` rules escape swarm testing.
-    (`ExploreMachine` has no bundles, which this does not check.)"""
-
-    def __init__(self, machine: RuleBasedStateMachine) -> None:
-        super().__init__(machine)
-        # (rule, name, its precondition, whether swarm testing may disable it)
-        self._checks = [(r, r.function.__name__, _one_check(r.preconditions),
-                         r.function.__name__ not in ALWAYS_ENABLED) for r in self.rules]
-        self._valid: dict[str, bool] = {}  # this step's answers
-        self._flags: Any = None  # this sequence's swarm-testing flags
-        self._enabled: dict[str, bool] = {}  # and what they said
-
-    def do_draw(self, data: Any) -> Any:
-        machine = self.machine
-        self._valid = valid = {}
-        candidates = []
-        for r, name, check, swarmed in self._checks:
-            ok = valid[name] = check(machine)
-            if ok and (not swarmed or self._swarm_enabled(data, name)):
-                candidates.append(r)
-        if not candidates:  # every valid rule disabled: the valid ones
-            candidates = [r for r, name, _, _ in self._checks if valid[name]]
-        if not candidates:
-            return super().do_draw(data)  # Hypothesis says why no rule can run
-        chosen = candidates[data.draw_integer(0, len(candidates) - 1)]
-        return chosen, {k: data.draw(s) for k, s in chosen.arguments_strategies.items()}
-
-    def _swarm_enabled(self, data: Any, name: str) -> bool:
-        enabled = self._enabled.get(name)
-        if enabled is None:
-            if self._flags is None:
-                self._flags = data.draw(self.enabled_rules_strategy)
-            enabled = self._enabled[name] = bool(self._flags.is_enabled(name))
-        return enabled
-
-    def is_valid(self, rule: Any) -> bool:
-        name = rule.function.__name__
-        valid = self._valid.get(name)
-        if valid is None:
-            valid = self._valid[name] = all(p(self.machine) for p in rule.preconditions)
-        return valid
-
-    def _rule_is_enabled(self, r: Any) -> bool:  # (Hypothesis' own choice, the fallback)
-        return self.is_valid(r) and (r.function.__name__ in ALWAYS_ENABLED
-                                     or bool(super()._rule_is_enabled(r)))  # type: ignore[no-untyped-call]
-
-
-def _one_check(preconditions: Sequence[Callable[[Any], bool]]) -> Callable[[Any], bool]:
-    """A rule's preconditions as one call (each rule here has one, or none)."""
-    if len(preconditions) == 1:
-        return preconditions[0]
-    return lambda machine: all(p(machine) for p in preconditions)
-
-
-def _rule_strategy(machine: RuleBasedStateMachine) -> RuleStrategy | None:
-    """Our rule choice for `machine`; None where Hypothesis' rule strategy lacks what it
-    builds on (another version: Hypothesis' own choice then, plain swarm testing)."""
-    if not all(hasattr(RuleStrategy, a) for a in ("_rule_is_enabled", "is_valid")):
-        return None  # pragma: no cover
-    strategy = _RuleStrategy(machine)
-    if not all(hasattr(strategy, a) for a in ("rules", "enabled_rules_strategy")):
-        return None  # pragma: no cover
-    return strategy
-
-
 class ExploreMachine(NodeModel):
     """One node under test, driven through suite steps. Preconditions keep the sequences
     meaningful for ANY implementation of the protocol: a persist only of a begun snapshot
@@ -195,7 +108,7 @@ class ExploreMachine(NodeModel):
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        strategy = _rule_strategy(self)
+        strategy = rule_strategy(self)
         if strategy is not None:
             self._rules_strategy = strategy
 
