@@ -630,9 +630,10 @@ class Node:
         need(durability in ("synced", "unsynced"), "bad_request", f"durability {durability!r}")
         need(not self.is_open, "already_open", "hello: must come before open")
         self.synced = durability == "synced"
+        # prestart (protocol 1.1): nothing in the data directory is touched before a request
         return {"version": 1, "implementation": {"name": "sqlite_node", "version": "0.1"
                                                  + (f"+bug.{self.bug}" if self.bug else "")},
-                "capabilities": CAPABILITIES, "entry_kinds": sorted(KINDS)}
+                "capabilities": CAPABILITIES, "entry_kinds": sorted(KINDS), "prestart": True}
 
     def handle(self, req, send):
         op = req.get("op")

@@ -69,9 +69,12 @@ class Server:
             raise AlreadyOpenError("hello must come before open")
         if durability is not None:  # absent: keep the mode given on the command line
             self.node.config = replace(self.node.config, sync=durability == "synced")
+        # prestart (docs/protocol.md): nothing under the data directory is read, written or
+        # held open before the first request (OSDisk only creates the directory when it is
+        # missing; a Node reads its disk at open)
         return {"version": PROTOCOL_VERSION, "implementation": IMPLEMENTATION,
                 "capabilities": self.node.config.capabilities(),
-                "entry_kinds": sorted(ALL_KINDS)}
+                "entry_kinds": sorted(ALL_KINDS), "prestart": True}
 
     def apply(self, req: dict[str, Any]) -> dict[str, Any]:
         outcome = self.node.apply(req["index"], req["entry"])

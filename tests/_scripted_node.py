@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from conformance.adapters import process
+from conformance.adapters.child import StderrSink
 from conformance.adapters.process import ProcessAdapter
 from reference_impl.disk import SimDisk
 from reference_impl.errors import SimulatedCrash
@@ -93,8 +94,10 @@ class ScriptedChild:
     script = Script()
     _pids = itertools.count(10**6)
 
-    def __init__(self, argv: list[str], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, argv: list[str], env: Any, sink: StderrSink, *args: Any) -> None:
         data_dir = argv[-1]
+        self.sink = sink  # it writes no stderr
+        self.spawned = time.monotonic()
         disk = self.script.disks.setdefault(data_dir, SimDisk())
         self.out = _Lines()
         self.server = Server(Node(disk, NodeConfig()), self.out)  # type: ignore[arg-type]

@@ -78,10 +78,26 @@ def _adapter_hotpath(f: Figures) -> None:
     assert all(v > 0 for v in f["us_per_request"].values())
 
 
+def _node_lifetimes(f: Figures) -> None:
+    assert f["errors"] == []
+    for node in ("reference server", "sqlite_node"):
+        parts = f["start_parts"]["adapter"][node]
+        assert parts["start_s"] > 0 and parts["crash_s"] > 0 and parts["parts_s"]
+        cycles = f["cycles"][node]
+        assert set(cycles) == {"off", "auto"} and all(v > 0 for v in cycles["off"].values())
+    certify = f["certify"]["this tree"]
+    assert certify["in process"] > 0
+    for what in ("reference-process", "sqlite_node", "reference-process, spares off",
+                 "sqlite_node, spares off"):
+        assert certify[f"{what} / in process"] > 0, what
+
+
 # script -> (arguments of its quickest run that still measures every part, the check)
 QUICK: dict[str, tuple[list[str], Callable[[Figures], None]]] = {
     "bench_reference.py": (["--quick", "--keys", "2000"], _reference),
     "bench_adapter_hotpath.py": (["--quick", "--requests", "200"], _adapter_hotpath),
+    "bench_node_lifetimes.py": (["--quick", "--cycles", "1", "--suites", "suites/entries.yaml"],
+                                _node_lifetimes),
     "bench_harness.py": (["--quick", "--no-process", "--requests", "200", "--suites",
                           "suites/entries.yaml", "--explore", "0"], _harness),
     "bench_crashfs.py": (["--quick"], _crashfs),

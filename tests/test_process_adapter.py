@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conformance.adapters import spares
 from conformance.adapters.base import AdapterError, ProtocolViolation, RequestTimeout
 from conformance.adapters.process import HelloRefused, ProcessAdapter
 
@@ -364,8 +365,9 @@ def test_close_removes_its_temp_dir_and_is_idempotent(make: Callable[..., Proces
     assert os.path.ismount(data_dir) == use_layer
     pid = a.pid
     a.close()
-    assert not temp.exists() and not os.path.ismount(data_dir)
     assert_gone([pid])  # type: ignore[list-item]
+    assert spares.settle(30)  # the layer is unmounted in the background
+    assert not temp.exists() and not os.path.ismount(data_dir)
     a.close()
     a.close()
     with pytest.raises(AdapterError, match="closed"):
@@ -400,6 +402,7 @@ def test_garbage_collection_kills_the_node() -> None:
     del a
     gc.collect()
     assert_gone([pid])  # type: ignore[list-item]
+    assert spares.settle(30)  # a layer under it is unmounted in the background
     assert not data_dir.exists()
 
 

@@ -152,6 +152,29 @@ class LineReader:
         self._ended = True
 
 
+def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether `proc` exited (and was reaped) within `timeout` seconds. Woken by its exit
+    through a pidfd (Linux 5.3+): Popen.wait(timeout) polls with a growing sleep, which
+    added ~6 ms to each kill of a node."""
+    if proc.returncode is not None:
+        return True
+    try:
+        fd = os.pidfd_open(proc.pid)  # our unreaped child: its pid cannot be reused meanwhile
+    except (AttributeError, OSError):  # no pidfd here
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        ready = select.poll()
+        ready.register(fd, select.POLLIN)
+        ready.poll(timeout * 1000)
+    finally:
+        os.close(fd)
+    return proc.poll() is not None
+
+
 def _pump_stderr(fd: int, sink: StderrSink) -> None:
     """stderr chunks into the sink until EOF (a thread: stderr is not on the request path)."""
     try:
@@ -233,8 +256,7 @@ class Child:
         # The group id is the leader's pid (start_new_session). It stays reserved while the
         # unreaped leader or any other member exists; ESRCH just means they are all gone.
         found = reaper.kill_node(self.proc.pid, self.token, self.start)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=KILL_WAIT)
+        wait_exit(self.proc, KILL_WAIT)
         reaper.finish_node(self.proc.pid, self.token, found, KILL_WAIT, self.start)
         self.stderr_thread.join(JOIN_WAIT)
         streams = [self.proc.stdin, self.proc.stdout]

@@ -8,10 +8,17 @@ of hanging the run.
 
 The child runs in a session of its own, so a crash (SIGKILL to the process
 group) takes every process it started with it; what left the group (setsid) is
-found through /proc and killed too (reaper.py). Nothing the adapter starts
-outlives `close()`, the adapter's garbage collection, interpreter exit or a
-SIGINT, SIGTERM or SIGHUP of the CLI (conformance/interrupts.py); what a harness
-killed with SIGKILL left is removed by the next run (conformance/leftovers.py).
+found through /proc and killed too (reaper.py). No process of the node outlives
+`close()`, the adapter's garbage collection, interpreter exit or a SIGINT, SIGTERM
+or SIGHUP of the CLI (conformance/interrupts.py); the crash-simulating filesystem
+under it is unmounted right after, in the background (`spares.settle()` waits for
+that; the interpreter's exit does). What a harness killed with SIGKILL left is
+removed by the next run (conformance/leftovers.py).
+
+Lifetimes are started ahead of need where that changes nothing the node can see
+(spares.py): a first lifetime on a fresh data directory while the previous adapter
+of the same command runs, and, for a node that said `prestart` in hello, the next
+lifetime while the current one runs. `CONFORMANCE_SPARES=off` switches that off.
 
 Power loss: where FUSE works (`conformance.faults.crashfs.available()`), the data
 directory is the mount of a crash-simulating filesystem (conformance/faults/crashfs/);
@@ -32,10 +39,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
@@ -43,9 +51,10 @@ from typing import Any, NoReturn
 from ..interrupts import critical
 from ..leftovers import make_temp_dir, sweep_once
 from ..wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
+from . import spares
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from .child import Child as _Child
-from .child import StderrSink, StderrTail
+from .child import StderrSink, StderrTail, wait_exit
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
 PLACEHOLDER = "{data_dir}"
@@ -90,6 +99,9 @@ class _Resources:
 
     def __init__(self, temp_dir: Path | None) -> None:
         self.child: _Child | None = None
+        # the next lifetimes' processes started ahead of need (spares.py), or their making,
+        # in the order of the lifetimes
+        self.ahead: list[_Child | Future[_Child]] = []
         # the adapter's own temporary directory (leftovers.make_temp_dir), removed last
         self.temp_dir = temp_dir
         self.layer: NodeLayer | None = None
@@ -99,12 +111,79 @@ class _Resources:
             child, self.child = self.child, None
             if child is not None:
                 child.kill()
+            ahead, self.ahead = self.ahead, []
+            for spare in ahead:
+                if not isinstance(spare, Future):
+                    spare.kill()
+                elif threading.current_thread().name.startswith(spares.THREAD_PREFIX):
+                    # a collection in the very worker making it: killed once it is made
+                    spare.add_done_callback(_kill_made)
+                elif (made := _made(spare)) is not None:
+                    made.kill()
             layer, self.layer = self.layer, None
-            if layer is not None:  # unmounted before its directory is removed
-                layer.close()
+            if layer is not None:  # its node is dead: unmounted in the background
+                spares.reclaim(layer.close)
             if self.temp_dir is not None:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
                 self.temp_dir = None
+
+
+def _made(making: Future[_Child]) -> _Child | None:
+    """The process a spare's making started; None when it was cancelled or failed."""
+    if making.cancel():
+        return None
+    try:
+        return making.result(timeout=spares.TAKE_WAIT)
+    except Exception:  # noqa: BLE001 - OSError of the spawn, or a timeout: no process of ours
+        return None
+
+
+def _kill_made(making: Future[_Child]) -> None:
+    child = None if making.cancelled() or making.exception() else making.result()
+    if child is not None:
+        child.kill()
+
+
+def _no_note(text: str) -> None:
+    """A spare's layer writes no marker: the adapter that takes it gets one of its own."""
+
+
+class _FirstSpare:
+    """A first lifetime made ahead of need (spares.FirstLifetimes): a fresh data directory,
+    or layer, and the node's process on it, until an adapter takes them."""
+
+    def __init__(self) -> None:
+        self.res = _Resources(None)
+        self.data_dir = Path()
+        # before anything is made: nothing below is left behind, even at exit
+        self.finalizer = weakref.finalize(self, self.res.release)
+
+    @classmethod
+    def make(cls, argv: tuple[str, ...], env: dict[str, str], layered: bool, timeout: float,
+             max_line: int) -> _FirstSpare | None:
+        """A first lifetime and, for a command whose node said `prestart` and whose first
+        lifetimes are usually followed by a second, the second's process too."""
+        spare = cls()
+        res = spare.res
+        try:
+            if layered:
+                res.layer = NodeLayer.take(0, _no_note, timeout=timeout + 20)
+                spare.data_dir = res.layer.mountpoint
+            else:
+                res.temp_dir = make_temp_dir()
+                spare.data_dir = res.temp_dir / "data"
+                spare.data_dir.mkdir()
+            command = [a.replace(PLACEHOLDER, str(spare.data_dir)) for a in argv]
+            res.ahead.append(_Child(command, env, StderrSink(STDERR_LIMIT), max_line))
+            if spares.PRESTART.says(argv) and spares.CONTINUATIONS.likely(argv, 1):
+                res.ahead.append(_Child(command, env, StderrSink(STDERR_LIMIT), max_line))
+        except (OSError, AdapterError):  # the adapter makes its own, and reports why
+            spare.release()
+            return None
+        return spare
+
+    def release(self) -> None:
+        self.finalizer()
 
 
 class ProcessAdapter(LayerFaults, Adapter):
@@ -150,35 +229,64 @@ class ProcessAdapter(LayerFaults, Adapter):
             "the data directory was given explicitly (the layer mounts its own)"))
         self._layer: NodeLayer | None = None
         self._tail = StderrTail(STDERR_LIMIT)
-        if self._no_layer is None and use_layer:
+        self._spares = spares.enabled()
+        layered = self._no_layer is None and use_layer
+        first = self._take_first_spare(layered) if owns and self._spares else None
+        if first is not None:
+            with critical():  # handed over whole: the spare's finalizer becomes ours
+                self._res = first.res
+                if first.res.layer is not None:
+                    self._layer = first.res.layer = NodeLayer(first.res.layer.fs, seed,
+                                                              self._tail.note)
+                self.data_dir = first.data_dir
+                self._finalizer = weakref.finalize(self, self._res.release)
+        elif layered:
             # a layer of its own, mounted ahead of need: store/ (backing) and data/ (mount)
             try:
                 self._layer = NodeLayer.take(seed, self._tail.note, timeout=self.timeout + 20)
             except LayerFailed as exc:
                 self._no_layer = str(exc)
-        with critical():  # made and recorded for release together
-            temp: Path | None = None
-            if self._layer is not None:
-                self.data_dir = self._layer.mountpoint
-            elif data_dir is None:
-                # data/ inside it: the owner marker stays out of the node's directory
-                temp = make_temp_dir()
-                self.data_dir = temp / "data"
-                self.data_dir.mkdir()
-            else:
-                self.data_dir = Path(data_dir)
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._res = _Resources(temp)
-            self._res.layer = self._layer
-            # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
-            self._finalizer = weakref.finalize(self, self._res.release)
+        if first is None:
+            with critical():  # made and recorded for release together
+                temp: Path | None = None
+                if self._layer is not None:
+                    self.data_dir = self._layer.mountpoint
+                elif data_dir is None:
+                    # data/ inside it: the owner marker stays out of the node's directory
+                    temp = make_temp_dir()
+                    self.data_dir = temp / "data"
+                    self.data_dir.mkdir()
+                else:
+                    self.data_dir = Path(data_dir)
+                    self.data_dir.mkdir(parents=True, exist_ok=True)
+                self._res = _Resources(temp)
+                self._res.layer = self._layer
+                # Runs on close(), on garbage collection, or at interpreter exit, whichever
+                # is first.
+                self._finalizer = weakref.finalize(self, self._res.release)
         if self._no_layer is None:
             self.fault_capabilities = self.fault_capabilities | LAYER_FAULTS
         self._next_id = 1
         self._answered: tuple[_Child, int] | None = None  # (lifetime, id) of the last reply
         self._starts = 0
-        self._pids: list[int] = []
+        # every process started for this adapter, those started ahead of need included
+        self._pids: list[int] = [c.pid for c in self._res.ahead if isinstance(c, _Child)]
         self._closed = False
+
+    def _node_env(self) -> dict[str, str] | None:
+        return {**os.environ, **self.env} if self.env is not None else None
+
+    def _take_first_spare(self, layered: bool) -> _FirstSpare | None:
+        """This adapter's first lifetime, made ahead of need by the previous adapter of the
+        same command (spares.py); the next one is put in the making."""
+        env = self._node_env() or dict(os.environ)
+        key = (self.argv, tuple(sorted(env.items())), layered, self.timeout, self.max_line)
+        argv, timeout, max_line = self.argv, self.timeout, self.max_line
+        spare = spares.FIRST.take(key, lambda: _FirstSpare.make(
+            argv, env, layered, timeout, max_line))
+        if spare is None or spare.finalizer.detach() is None:  # released meanwhile
+            return None
+        return spare
 
     # -- introspection ------------------------------------------------------------------
 
@@ -202,7 +310,8 @@ class ProcessAdapter(LayerFaults, Adapter):
 
     @property
     def pids(self) -> tuple[int, ...]:
-        """Every process (group) this adapter has started, oldest first."""
+        """Every process (group) started for this adapter, oldest first: its lifetimes and
+        the processes started ahead of need (spares.py), used or not."""
         return tuple(self._pids)
 
     def alive(self) -> bool:
@@ -226,18 +335,27 @@ class ProcessAdapter(LayerFaults, Adapter):
             self._layer.thaw()
         argv = self.command()
         self._starts += 1
+        if self._spares:
+            spares.CONTINUATIONS.started(self.argv, self._starts)
         self._tail.note(f"start #{self._starts}: {' '.join(argv)}")
-        env = {**os.environ, **self.env} if self.env is not None else None
         with critical():  # never a node that release() would not know of
-            try:
-                sink = StderrSink(STDERR_LIMIT)
-                sink.attach(self._tail)
-                child = _Child(argv, env, sink, self.max_line)
-            except OSError as exc:
-                raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
+            ahead = self._res.ahead.pop(0) if self._res.ahead else None
+            child = _made(ahead) if isinstance(ahead, Future) else ahead
+            fresh = child is None
+            if child is None:
+                try:
+                    child = _Child(argv, self._node_env(), StderrSink(STDERR_LIMIT),
+                                   self.max_line)
+                except OSError as exc:
+                    raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
+                self._pids.append(child.pid)
             self._res.child = child
-        self._pids.append(child.pid)
-        self._tail.note(f"pid {child.pid}")
+        if fresh:
+            self._tail.note(f"pid {child.pid}")
+        else:  # its stderr so far follows
+            self._tail.note(f"pid {child.pid}, started "
+                            f"{(time.monotonic() - child.spawned) * 1e3:.0f} ms ahead of need")
+        child.sink.attach(self._tail)
 
         ex = self.request("hello", versions=list(PROTOCOL_VERSIONS), harness="conformance",
                           config={"durability": durability})
@@ -248,10 +366,32 @@ class ProcessAdapter(LayerFaults, Adapter):
             self._retire(child, "hello refused")
             raise HelloRefused(str(err.get("code")), str(err.get("message", "")))
         try:
-            return parse_hello(ex.reply["result"])
+            hello = parse_hello(ex.reply["result"])
         except ProtocolViolation:
             self._retire(child, "malformed hello")
             raise
+        if self._spares:
+            prestart = ex.reply["result"].get("prestart") is True
+            spares.PRESTART.heard(self.argv, prestart)
+            if (prestart and not self._res.ahead
+                    and spares.CONTINUATIONS.likely(self.argv, self._starts)):
+                self._start_restart_spare()
+        return hello
+
+    def _start_restart_spare(self) -> None:
+        """The next lifetime's process, started now on the same data directory: the node
+        said `prestart` (it touches nothing there before its first request, which it gets
+        only after this lifetime's end is complete: docs/protocol.md)."""
+        argv, env, max_line, pids = self.command(), self._node_env(), self.max_line, self._pids
+
+        def make() -> _Child:
+            child = _Child(argv, env, StderrSink(STDERR_LIMIT), max_line)
+            pids.append(child.pid)  # every process it started, for the caller to check
+            return child
+
+        making = spares.submit(make)
+        if making is not None:
+            self._res.ahead.append(making)
 
     def crash(self) -> None:
         child = self._res.child
@@ -342,18 +482,13 @@ class ProcessAdapter(LayerFaults, Adapter):
 
     def _exits(self, child: _Child) -> bool:
         """Whether the node exits within EXIT_GRACE (its stdout has just closed)."""
-        try:
-            child.proc.wait(timeout=EXIT_GRACE)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        return wait_exit(child.proc, EXIT_GRACE)
 
     def _await_exit(self, child: _Child) -> None:
         """After a successful shutdown the node must exit; one that lingers is killed."""
-        try:
-            child.proc.wait(timeout=self.timeout)
+        if wait_exit(child.proc, self.timeout):
             why = "clean shutdown"
-        except subprocess.TimeoutExpired:
+        else:
             why = f"shutdown: still running {self.timeout:g} s after its reply, killed"
         self._retire(child, why)
 

@@ -57,13 +57,19 @@ class ProcInfo:
 
 def stat(pid: int) -> ProcInfo | None:
     """The process `pid`, None when there is none (or no /proc)."""
+    # os.open/os.read, not pathlib: a scan of /proc reads every process's stat, twice per
+    # node kill, and this is 3x faster (docs/performance.md)
     try:
-        text = (PROC / str(pid) / "stat").read_text()
+        fd = os.open(f"{PROC}/{pid}/stat", os.O_RDONLY)
+        try:
+            text = os.read(fd, 4096)
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         return None
     # comm (field 2) may hold spaces and parentheses: the fields after it follow the last ')'
-    fields = text[text.rindex(")") + 2:].split()
-    return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0],
+    fields = text[text.rindex(b")") + 2:].split()
+    return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0].decode(),
                     int(fields[19]))
 
 
