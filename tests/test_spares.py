@@ -155,7 +155,7 @@ def test_a_prestart_spare_sees_at_hello_what_the_lifetime_before_wrote(
 
 def test_a_third_adapter_of_a_command_takes_a_process_started_on_a_fresh_directory(
         make: Callable[..., ProcessAdapter]) -> None:
-    argv = listing(prestart=False) + [new_mark()]  # a command of this test's own
+    argv = listing(prestart=False)
     for n in range(3):
         a = make(argv)
         a.start("synced")
