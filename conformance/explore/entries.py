@@ -8,16 +8,18 @@ among them), two transaction ids. Timestamps come from one `Clock` per sequence.
 
 **Drawn as codes, mapped to entries.** Hypothesis' cost is per choice and per nested
 strategy, so an entry is not a composite of `one_of` / `fixed_dictionaries` / `lists`
-(about 13 choices and as many nested draws for a raw entry of three ops) but a few small
-integers, each one choice, mapped through the tables below (a raw entry of three ops:
-five). `entry_codes(kinds)` draws the codes of one to three entries in one strategy (a
-rule's argument: no `data.draw` of its own), `make_entries` maps them, with the clock,
-to entries:
+(a raw entry of three ops was about 15 choices, its kind and a list of ops, each a
+`one_of` of dictionaries, each value a strategy of its own) but a few small integers,
+each one choice, mapped through the tables below (the same entry: five).
+`entry_codes(kinds)` draws the codes of one to three entries in one strategy (a rule's
+argument: no `data.draw` of its own), `make_entries` maps them, with the clock, to
+entries:
 
     codes = data.draw(entry_codes(("raw", "txn")))   # or a rule argument
-    # (("txn", (9, 21, 7), (4, 63)),)   (kind, its fields, its ops)
-    make_entries(codes, clock)
-    # [{"kind": "txn", "start_ts": 0, "commit_ts": 1, "ops": [...], "reads": [...]}]
+    # (("txn", (9, 21), (4, 63)),)   (kind, its fields, its ops)
+    make_entries(codes, Clock())
+    # [{"kind": "txn", "start_ts": 0, "commit_ts": 1, "ops": [{"op": "add", "key": "n",
+    #   "delta": -2}, {"op": "put", ...}], "reads": ["a/keep/1", "b/1"]}]
 
 **Shrinking moves towards simple entries**: Hypothesis shrinks each integer towards 0, and
 every table puts its simplest choice first (`add` before `put` before `del`, the key `n`
