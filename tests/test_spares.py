@@ -258,3 +258,39 @@ def test_the_reference_says_prestart_and_reads_nothing_before_open(tmp_path: Pat
     reply = json.loads(proc.stdout)
     assert reply["result"]["prestart"] is True
     assert list(data.iterdir()) == []  # hello (and the start before it) made nothing
+
+
+class _Made:
+    """A stand-in spare: counts how many were made and released."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        _Made.made += 1
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_first_lifetimes_keep_as_many_spares_as_adapters_were_open_at_once() -> None:
+    pool = spares.FirstLifetimes()
+    _Made.made = 0
+    assert pool.take("cmd", _Made) is None  # the first of a command: none made
+    pool.closed("cmd")
+    assert _Made.made == 0
+    assert pool.take("cmd", _Made) is None  # the second: one put in the making
+    pool.closed("cmd")
+    for _ in range(3):  # serial: one taken, one made
+        got = pool.take("cmd", _Made)
+        assert isinstance(got, _Made) and not got.released
+        pool.closed("cmd")
+    assert wait_for(lambda: _Made.made == 4)
+    # two open at once (--jobs 2): from then on two are kept in the making
+    first, second = pool.take("cmd", _Made), pool.take("cmd", _Made)
+    assert isinstance(first, _Made) and isinstance(second, _Made)
+    assert wait_for(lambda: _Made.made == 7)  # 4 + one for the first + two for depth 2
+    pool.closed("cmd")
+    pool.closed("cmd")
+    assert isinstance(pool.take("cmd", _Made), _Made)
+    assert isinstance(pool.take("cmd", _Made), _Made)

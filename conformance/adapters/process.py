@@ -10,10 +10,10 @@ The child runs in a session of its own, so a crash (SIGKILL to the process
 group) takes every process it started with it; what left the group (setsid) is
 found through /proc and killed too (reaper.py). No process of the node outlives
 `close()`, the adapter's garbage collection, interpreter exit or a SIGINT, SIGTERM
-or SIGHUP of the CLI (conformance/interrupts.py); the crash-simulating filesystem
-under it is unmounted right after, in the background (`spares.settle()` waits for
-that; the interpreter's exit does). What a harness killed with SIGKILL left is
-removed by the next run (conformance/leftovers.py).
+or SIGHUP of the CLI (conformance/interrupts.py); its data directory (the
+crash-simulating filesystem under it) is removed (unmounted) right after, in the
+background (`spares.settle()` waits for that; the interpreter's exit does). What a
+harness killed with SIGKILL left is removed by the next run (conformance/leftovers.py).
 
 Lifetimes are started ahead of need where that changes nothing the node can see
 (spares.py): a first lifetime on a fresh data directory while the previous adapter
@@ -36,13 +36,14 @@ write, fsync, rename or directory fsync (`arm_crash_point`) and counts its syncs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -105,9 +106,13 @@ class _Resources:
         # the adapter's own temporary directory (leftovers.make_temp_dir), removed last
         self.temp_dir = temp_dir
         self.layer: NodeLayer | None = None
+        self.pool_key: Hashable | None = None  # what it took first-lifetime spares by
 
     def release(self) -> None:
         with critical():  # an interrupt must not leave it half done: it runs only once
+            key, self.pool_key = self.pool_key, None
+            if key is not None:
+                spares.FIRST.closed(key)
             child, self.child = self.child, None
             if child is not None:
                 child.kill()
@@ -120,12 +125,14 @@ class _Resources:
                     spare.add_done_callback(_kill_made)
                 elif (made := _made(spare)) is not None:
                     made.kill()
+            # Its node is dead: what held its data is unmounted and removed in the background,
+            # off the case's path (an unmount waits for fusermount and the daemon).
             layer, self.layer = self.layer, None
-            if layer is not None:  # its node is dead: unmounted in the background
+            if layer is not None:
                 spares.reclaim(layer.close)
-            if self.temp_dir is not None:
-                shutil.rmtree(self.temp_dir, ignore_errors=True)
-                self.temp_dir = None
+            temp, self.temp_dir = self.temp_dir, None
+            if temp is not None:
+                spares.reclaim(functools.partial(shutil.rmtree, temp, ignore_errors=True))
 
 
 def _made(making: Future[_Child]) -> _Child | None:
@@ -190,7 +197,7 @@ class ProcessAdapter(LayerFaults, Adapter):
     """A node under test run as `argv`, one process per lifetime, on one data directory.
 
     `argv` items may contain `{data_dir}`, replaced by the data directory. Without
-    `data_dir` the adapter makes a temporary one and removes it in `close()`; the
+    `data_dir` the adapter makes a temporary one and removes it after `close()`; the
     same directory is reused across restarts. `env` adds variables to the harness's
     environment for the node. `timeout` bounds every request (write and reply).
 
@@ -231,10 +238,12 @@ class ProcessAdapter(LayerFaults, Adapter):
         self._tail = StderrTail(STDERR_LIMIT)
         self._spares = spares.enabled()
         layered = self._no_layer is None and use_layer
-        first = self._take_first_spare(layered) if owns and self._spares else None
+        key = self._pool_key(layered) if owns and self._spares else None
+        first = self._take_first_spare(key, layered) if key is not None else None
         if first is not None:
             with critical():  # handed over whole: the spare's finalizer becomes ours
                 self._res = first.res
+                self._res.pool_key = key
                 if first.res.layer is not None:
                     self._layer = first.res.layer = NodeLayer(first.res.layer.fs, seed,
                                                               self._tail.note)
@@ -261,6 +270,7 @@ class ProcessAdapter(LayerFaults, Adapter):
                     self.data_dir.mkdir(parents=True, exist_ok=True)
                 self._res = _Resources(temp)
                 self._res.layer = self._layer
+                self._res.pool_key = key
                 # Runs on close(), on garbage collection, or at interpreter exit, whichever
                 # is first.
                 self._finalizer = weakref.finalize(self, self._res.release)
@@ -276,11 +286,15 @@ class ProcessAdapter(LayerFaults, Adapter):
     def _node_env(self) -> dict[str, str] | None:
         return {**os.environ, **self.env} if self.env is not None else None
 
-    def _take_first_spare(self, layered: bool) -> _FirstSpare | None:
-        """This adapter's first lifetime, made ahead of need by the previous adapter of the
+    def _pool_key(self, layered: bool) -> Hashable:
+        """What a first lifetime started ahead of need must match to be this adapter's."""
+        env = self._node_env() or dict(os.environ)
+        return (self.argv, tuple(sorted(env.items())), layered, self.timeout, self.max_line)
+
+    def _take_first_spare(self, key: Hashable, layered: bool) -> _FirstSpare | None:
+        """This adapter's first lifetime, made ahead of need by a previous adapter of the
         same command (spares.py); the next one is put in the making."""
         env = self._node_env() or dict(os.environ)
-        key = (self.argv, tuple(sorted(env.items())), layered, self.timeout, self.max_line)
         argv, timeout, max_line = self.argv, self.timeout, self.max_line
         spare = spares.FIRST.take(key, lambda: _FirstSpare.make(
             argv, env, layered, timeout, max_line))
@@ -353,8 +367,8 @@ class ProcessAdapter(LayerFaults, Adapter):
         if fresh:
             self._tail.note(f"pid {child.pid}")
         else:  # its stderr so far follows
-            self._tail.note(f"pid {child.pid}, started "
-                            f"{(time.monotonic() - child.spawned) * 1e3:.0f} ms ahead of need")
+            # (how long ahead is timing: it stays out of the log, which the report compares)
+            self._tail.note(f"pid {child.pid}, started ahead of need")
         child.sink.attach(self._tail)
 
         ex = self.request("hello", versions=list(PROTOCOL_VERSIONS), harness="conformance",
@@ -442,7 +456,12 @@ class ProcessAdapter(LayerFaults, Adapter):
         except TimeoutError:
             self._timeout(child, op, rid, "the node did not read the request")
         if not delivered:
-            self._retire(child, f"the node closed its stdin; {op} (id {rid}) not delivered")
+            # Whether a node that exits at once dies before or after the request is written is
+            # a race: a node that did exit is told in the same words either way, so that two
+            # runs of one node give one report.
+            why = (f"the node exited with {op} (id {rid}) in flight" if self._exits(child)
+                   else f"the node closed its stdin; {op} (id {rid}) not delivered")
+            self._retire(child, why)
             return Exchange(req, None, [])
         try:
             got = read_reply(lambda: child.read_line(deadline), req,

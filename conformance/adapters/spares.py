@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
@@ -71,8 +71,9 @@ _reclaims_lock = threading.Lock()
 
 def reclaim(release: Callable[[], None]) -> None:
     """`release` in the background (an unmount waits ~0.1 s for fusermount and the
-    daemon: off the case's path), at once when it cannot be (interpreter shutdown). What is
-    submitted is done before the interpreter's exit handlers run (its workers are joined)."""
+    daemon, removing a directory tree tens of ms on a loaded machine: off the case's path),
+    at once when it cannot be (interpreter shutdown). What is submitted is done before the
+    interpreter's exit handlers run (its workers are joined)."""
     done = submit(release)
     if done is None:
         release()
@@ -103,29 +104,37 @@ R = TypeVar("R", bound=Releasable)
 
 
 class FirstLifetimes:
-    """One spare per command (`key`), made one ahead of need by `make` in the background,
-    from the second adapter of that command on (a command used once, as by most tests,
-    gets none). A spare never taken is released by its own finalizer (at exit at the
-    latest), or when more than KEYS commands have one."""
+    """Spares per command (`key`), made ahead of need by `make` in the background, from the
+    second adapter of that command on (a command used once, as by most tests, gets none):
+    as many as adapters of the command were open at once (`--jobs`), one for a serial run.
+    A spare never taken is released by its own finalizer (at exit at the latest), or when
+    more than KEYS commands have spares."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ready: OrderedDict[Hashable, Future[Any]] = OrderedDict()
+        self._ready: OrderedDict[Hashable, deque[Future[Any]]] = OrderedDict()
         self._seen: set[Hashable] = set()
+        self._open: Counter[Hashable] = Counter()
+        self._depth: Counter[Hashable] = Counter()
 
     def take(self, key: Hashable, make: Callable[[], R | None]) -> R | None:
-        """The spare made for `key` (None when there is none, or it could not be made), and
-        the next one put in the making."""
+        """A spare made for `key` (None when there is none, or it could not be made); the
+        ones taken are put in the making again. The caller calls `closed(key)` when its
+        adapter is done."""
         with self._lock:
-            ready = self._ready.pop(key, None)
+            self._open[key] += 1
+            self._depth[key] = max(self._depth[key], self._open[key])
+            queue = self._ready.pop(key, deque())
+            ready = queue.popleft() if queue else None
             if key in self._seen:
-                made = submit(make)
-                if made is not None:
-                    self._ready[key] = made
+                while len(queue) < self._depth[key] and (made := submit(make)) is not None:
+                    queue.append(made)
             self._seen.add(key)
-            evicted = []
+            if queue:
+                self._ready[key] = queue
+            evicted: list[Future[Any]] = []
             while len(self._ready) > KEYS:
-                evicted.append(self._ready.popitem(last=False)[1])
+                evicted += self._ready.popitem(last=False)[1]
         for old in evicted:
             old.add_done_callback(_release_result)
         if ready is None:
@@ -135,6 +144,11 @@ class FirstLifetimes:
         except Exception:  # noqa: BLE001 - the adapter starts its node itself, and reports why
             return None
         return spare
+
+    def closed(self, key: Hashable) -> None:
+        """An adapter that took from `key` is done."""
+        with self._lock:
+            self._open[key] -= 1
 
 
 def _release_result(future: Future[Any]) -> None:
