@@ -434,5 +434,13 @@ def _list(args: argparse.Namespace, catalog: Catalog) -> int:
     return 0
 
 
+def console_main() -> int:
+    """The `conformance` command: `main`, then the process exits with signals ignored (a
+    signal after the run is over must not turn its exit status into a signal death)."""
+    status = main()
+    interrupts.ignore_until_exit()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -106,3 +106,15 @@ def critical() -> Iterator[None]:
             signum, _state.pending = _state.pending, None
             _state.stopping = True
             raise Interrupted(signum)
+
+
+def ignore_until_exit() -> None:
+    """For a process about to exit (the console entry point, after its run): SIGINT, SIGTERM
+    and SIGHUP are ignored from now on. What is left is the interpreter's own shutdown (atexit
+    hooks and finalizers that release what the run held, each bounded by a timeout); a signal
+    there would kill the process mid-cleanup (or raise KeyboardInterrupt in an atexit hook)
+    and report a signal death for a run that had finished. Main thread only."""
+    if not _main_thread():
+        return
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

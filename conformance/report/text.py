@@ -34,7 +34,10 @@ def exploration_words(exploration: dict[str, Any] | None) -> str | None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with temp directory paths and process ids replaced by placeholders."""
+    """``text`` with temp directory paths and process ids replaced by placeholders, and the
+    adapter's note that a process was started ahead of need (a scheduling detail: whether it
+    was depends on what ran beside it, e.g. --jobs) dropped."""
+    text = text.replace(", started ahead of need ---", " ---")
     return _PID.sub(r"\1\2<pid>", _TEMP_PATH.sub("<tmp>/conformance-*", text))
 
 
