@@ -294,3 +294,20 @@ def test_first_lifetimes_keep_as_many_spares_as_adapters_were_open_at_once() -> 
     pool.closed("cmd")
     assert isinstance(pool.take("cmd", _Made), _Made)
     assert isinstance(pool.take("cmd", _Made), _Made)
+
+
+def test_nothing_is_started_for_an_adapter_closed_from_another_thread(
+        make: Callable[..., ProcessAdapter]) -> None:
+    """An interrupted --jobs run closes the adapters from the main thread while each case's
+    thread may still be in start(): what it would start after that is never started (it
+    would outlive the close, and recreate the removed data directory)."""
+    a = make(REFERENCE)
+    a.start("synced")
+    assert wait_for(lambda: len(a.pids) == 2)
+    a.close()  # as the main thread does
+    a._start_restart_spare()  # what the case's thread did next, after its hello
+    with pytest.raises(AdapterError, match="closed"):
+        a.start("synced")
+    time.sleep(0.3)
+    assert len(a.pids) == 2 and not any(alive(p) for p in a.pids)
+    assert spares.settle(30) and not a.data_dir.exists()

@@ -99,6 +99,10 @@ class _Resources:
     """
 
     def __init__(self, temp_dir: Path | None) -> None:
+        # close() may come from another thread than the case's (an interrupted --jobs run):
+        # a process is recorded here, or not started, under this lock
+        self.lock = threading.RLock()
+        self.released = False
         self.child: _Child | None = None
         # the next lifetimes' processes started ahead of need (spares.py), or their making,
         # in the order of the lifetimes
@@ -109,7 +113,9 @@ class _Resources:
         self.pool_key: Hashable | None = None  # what it took first-lifetime spares by
 
     def release(self) -> None:
-        with critical():  # an interrupt must not leave it half done: it runs only once
+        # an interrupt must not leave it half done: it runs only once
+        with critical(), self.lock:
+            self.released = True
             key, self.pool_key = self.pool_key, None
             if key is not None:
                 spares.FIRST.closed(key)
@@ -352,7 +358,9 @@ class ProcessAdapter(LayerFaults, Adapter):
         if self._spares:
             spares.CONTINUATIONS.started(self.argv, self._starts)
         self._tail.note(f"start #{self._starts}: {' '.join(argv)}")
-        with critical():  # never a node that release() would not know of
+        with critical(), self._res.lock:  # never a node that release() would not know of
+            if self._res.released:  # closed by another thread meanwhile
+                raise AdapterError("the adapter is closed")
             ahead = self._res.ahead.pop(0) if self._res.ahead else None
             child = _made(ahead) if isinstance(ahead, Future) else ahead
             fresh = child is None
@@ -403,9 +411,10 @@ class ProcessAdapter(LayerFaults, Adapter):
             pids.append(child.pid)  # every process it started, for the caller to check
             return child
 
-        making = spares.submit(make)
-        if making is not None:
-            self._res.ahead.append(making)
+        with self._res.lock:  # released by another thread meanwhile: nothing to start
+            making = None if self._res.released else spares.submit(make)
+            if making is not None:
+                self._res.ahead.append(making)
 
     def crash(self) -> None:
         child = self._res.child
