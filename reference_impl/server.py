@@ -10,19 +10,22 @@ before a reply. Logs go to stderr only. See docs/protocol.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from types import SimpleNamespace
+from typing import IO, TYPE_CHECKING, Any
 
 from .disk import OSDisk
 from .entries import ALL_KINDS
 from .errors import AlreadyOpenError, BadRequestError, NodeError, SimulatedCrash
 from .node import Node, NodeConfig
+
+if TYPE_CHECKING:
+    import argparse
 
 PROTOCOL_VERSION = 1
 IMPLEMENTATION = {"name": "reference_impl", "version": "0.1.0"}
@@ -189,7 +192,37 @@ def _mutants() -> dict[str, Any]:
     return dict(MUTANTS)
 
 
-def main(argv: list[str] | None = None) -> int:
+# The switches, for the command line the harness passes: parsed without argparse, whose
+# import and first use (gettext, locale, shutil) are ~6 ms of every start of the server.
+_SWITCHES = {"--unsynced": "unsynced", "--no-reader": "no_reader", "--no-writer": "no_writer",
+             "--no-header-applier": "no_header_applier",
+             "--pin-after-restore": "pin_after_restore"}
+
+
+def _plain_options(argv: list[str]) -> SimpleNamespace | None:
+    """`--data-dir DIR` once and switches, each spelled out; None for anything else (an
+    abbreviation, --listen, --mutant, --help, a mistake), which argparse then parses, with
+    its messages."""
+    found: dict[str, Any] = dict.fromkeys(_SWITCHES.values(), False)
+    data_dir = None
+    rest = iter(argv)
+    for arg in rest:
+        if arg in _SWITCHES:
+            found[_SWITCHES[arg]] = True
+        elif arg == "--data-dir" and data_dir is None:
+            data_dir = next(rest, None)
+            if data_dir is None or data_dir.startswith("-"):
+                return None
+        else:
+            return None
+    if data_dir is None:
+        return None
+    return SimpleNamespace(data_dir=Path(data_dir), listen=None, mutant=None, **found)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    import argparse
+
     ap = argparse.ArgumentParser(prog="python -m reference_impl.server", description=__doc__)
     ap.add_argument("--data-dir", required=True, type=Path)
     ap.add_argument("--unsynced", action="store_true", help="M2: unsynced applies")
@@ -203,16 +236,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="run a deliberately broken variant (reference_impl/mutants.py, "
                          "docs/mutants.md)")
     args = ap.parse_args(argv)
-    # imported only when asked for: the mutants module is ~7 ms of every start
-    mutants = _mutants() if args.mutant is not None else {}
-    if args.mutant is not None and args.mutant not in mutants:
+    if args.mutant is not None and args.mutant not in _mutants():
         ap.error(f"argument --mutant: invalid choice: {args.mutant!r} (choose from "
-                 f"{', '.join(sorted(mutants))})")
+                 f"{', '.join(sorted(_mutants()))})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _plain_options(sys.argv[1:] if argv is None else argv) or _parse(argv)
     config = NodeConfig(sync=not args.unsynced, reader=not args.no_reader,
                         writer=not args.no_writer, header_applier=not args.no_header_applier,
                         pin_after_restore=args.pin_after_restore)
     disk = OSDisk(args.data_dir)
-    node = mutants[args.mutant].make_node(disk, config) if args.mutant else Node(disk, config)
+    # the mutants module (~7 ms of a start) is imported only when one is asked for
+    node = (_mutants()[args.mutant].make_node(disk, config) if args.mutant
+            else Node(disk, config))
     server = Server(node, sys.stdout)
     if args.listen:
         return serve_tcp(server, args.listen)
