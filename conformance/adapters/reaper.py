@@ -89,10 +89,17 @@ def processes() -> dict[int, ProcInfo]:
 def env_value(pid: int, name: str) -> str | None:
     """The value of `name` in the environment `pid` was started with, None when absent or
     unreadable (another user's process, a zombie)."""
-    try:
-        data = (PROC / str(pid) / "environ").read_bytes()
+    try:  # os calls, as in stat(): a scan reads the environment of each of our children
+        fd = os.open(f"{PROC}/{pid}/environ", os.O_RDONLY)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError:
         return None
+    data = b"".join(chunks)
     prefix = name.encode() + b"="
     for item in data.split(b"\0"):
         if item.startswith(prefix):
