@@ -88,6 +88,10 @@ def load_before(rev: str) -> ModuleType:
     return module
 
 
+def _pinger(adapter: Any) -> Callable[[], object]:
+    return lambda: adapter.request("ping")
+
+
 def time_loop(call: Callable[[], object], n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         calls: dict[str, Callable[[], object]] = {
             "bare": lambda: clients["bare"].request("ping"),
             "poll": lambda: clients["poll"].request("ping"),
-            **{k: (lambda a=a: a.request("ping")) for k, a in adapters.items()},
+            **{k: _pinger(a) for k, a in adapters.items()},
         }
         for call in calls.values():  # warm-up
             time_loop(call, max(50, n // 10))

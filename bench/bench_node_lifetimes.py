@@ -2,7 +2,7 @@
 """Node lifetimes through the local-process adapter: where a start costs, and what certify
 of an external node costs against the in-process reference (issue 15.2).
 
-    python bench/bench_node_lifetimes.py [--quick] [--json PATH] [--cycles N]
+    python bench/bench_node_lifetimes.py [--quick] [--json PATH] [--cycles N] [--rounds N]
                                          [--suites PATH ...] [--before REV] [--no-certify]
 
 One run measures (ratios within the run: the machine is shared and noisy):
@@ -16,9 +16,10 @@ One run measures (ratios within the run: the machine is shared and noisy):
    open, close) with spares off and on, interleaved: the median cycle of each, and its
    parts;
 3. **certify**: `conformance certify --explore 0 --jobs 1` on the in-process reference
-   (median of 3), `--impl reference-process` and examples/sqlite_node.py, each with spares
+   (in every round), `--impl reference-process` and examples/sqlite_node.py, each with spares
    on and off, and with `--before REV` also each at git revision REV (its tree exported;
-   run from there): wall times and the ratios to the in-process certify (targets 8x and 5x).
+   run from there): wall times and the ratios to the in-process certify (targets 8x and 5x);
+   `--rounds N` runs each N times, every other round in reverse order, and takes medians.
 
 Exit status 0 whatever the figures; 1 when a measurement could not be made (a certify that
 did not exit 0).
@@ -116,7 +117,8 @@ def bare_cpu(argv: list[str], reps: int) -> tuple[float, float]:
 
 def bench_start_parts(figures: dict[str, Any], reps: int) -> None:
     section(f"1. Where a node start costs (spares off; median of {reps})")
-    rows, out = [], {}
+    rows: list[list[str]] = []
+    out: dict[str, Any] = {}
     scratch = Path(tempfile.mkdtemp(prefix="bench-lifetimes-"))
     try:
         for name, argv in {"python -c pass": [sys.executable, "-c", "pass"],
@@ -135,7 +137,7 @@ def bench_start_parts(figures: dict[str, Any], reps: int) -> None:
     parts_rows = []
     for name, argv in NODES.items():
         timers = Timers()
-        timers.wrap(child_module.subprocess, "Popen", "spawn (Popen)")
+        timers.wrap(subprocess, "Popen", "spawn (Popen)")
         timers.wrap(reaper, "kill_node", "kill: /proc scan + SIGKILL (kill_node)")
         timers.wrap(child_module, "wait_exit", "kill: reap the leader (pidfd)")
         timers.wrap(reaper, "finish_node", "kill: /proc scan for the rest (finish_node)")
@@ -258,8 +260,9 @@ def certify(tree: Path, impl: list[str], out: Path, suites: list[str],
 
 
 def bench_certify(figures: dict[str, Any], suites: list[str], before: str | None,
-                  errors: list[str]) -> None:
-    section("3. `conformance certify --explore 0` (serial), wall time and ratio to in process")
+                  rounds: int, errors: list[str]) -> None:
+    section(f"3. `conformance certify --explore 0` (serial), wall time and ratio to in process; "
+            f"median of {rounds} round(s), every other one in reverse order")
     work = Path(tempfile.mkdtemp(prefix="bench-lifetimes-"))
     try:
         trees = {"this tree": REPO}
@@ -276,13 +279,15 @@ def bench_certify(figures: dict[str, Any], suites: list[str], before: str | None
                 if label == "this tree":
                     variants.append((label, f"{node}, spares off", impl,
                                      {"CONFORMANCE_SPARES": "off"}))
-        variants.append(("this tree", "in process", [], {}))  # in process: before and after
         results: dict[tuple[str, str], list[tuple[float, int, str]]] = {}
-        for i, (label, what, impl, env) in enumerate(variants):
-            got = certify(trees[label], impl, work / f"out-{i}", suites, env)
-            results.setdefault((label, what), []).append(got)
-            if got[1] != 0:
-                errors.append(f"certify {what} ({label}) exited {got[1]}: {got[2]}")
+        made = 0
+        for r in range(rounds):  # every other round backwards: drift in the load hits all
+            for label, what, impl, env in (variants if r % 2 == 0 else variants[::-1]):
+                made += 1
+                got = certify(trees[label], impl, work / f"out-{made}", suites, env)
+                results.setdefault((label, what), []).append(got)
+                if got[1] != 0:
+                    errors.append(f"certify {what} ({label}) exited {got[1]}: {got[2]}")
         rows, out = [], {}
         for label in trees:
             base = statistics.median(r[0] for r in results[(label, "in process")])
@@ -294,13 +299,16 @@ def bench_certify(figures: dict[str, Any], suites: list[str], before: str | None
                 ratio = wall / base
                 node = what.split(",")[0]
                 target = TARGETS.get(node) if what == node else None
-                rows.append([label, what, f"{wall:.2f} s", f"{ratio:.1f}x",
+                rows.append([label, what, f"{wall:.2f} s",
+                             f"{ratio:.1f}x" if what != "in process" else
+                             ", ".join(f"{r[0]:.2f} s" for r in runs),
                              f"<= {target:g}x" if target else "",
                              ("PASS" if ratio <= target else "FAIL") if target else "",
                              runs[0][2]])
                 out[label][what] = wall
                 out[label][f"{what} / in process"] = ratio
-        print(table(["tree", "certify", "wall", "ratio", "target", "check", "summary"], rows))
+        print(table(["tree", "certify", "wall", "ratio (in process: runs)", "target", "check",
+                     "summary"], rows))
         figures["certify"] = out
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -317,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", metavar="REV", default=None,
                     help="also run part 3 on the tree of this git revision")
     ap.add_argument("--no-certify", action="store_true", help="skip part 3")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of each certify in part 3, every other round backwards")
     args = ap.parse_args(argv)
     reps = 3 if args.quick else 11
     suites = args.suites or (["suites/entries.yaml"] if args.quick else [])
@@ -334,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - reported as a failed measurement
         errors.append(f"{type(exc).__name__}: {exc}")
     if not args.no_certify:
-        bench_certify(figures, suites, args.before, errors)
+        bench_certify(figures, suites, args.before, max(1, args.rounds), errors)
     load1 = os.getloadavg()
     figures["env"]["loadavg_end"] = load1
     figures["errors"] = errors
