@@ -101,34 +101,46 @@ class Timers:
         self._undo.clear()
 
 
-def bare_cpu(argv: list[str], reps: int) -> tuple[float, float]:
-    """Median wall and CPU (user + system) seconds of `argv` run to its end, stdin empty."""
+def bare_cpu(argv: list[str], reps: int, tree: Path = REPO) -> tuple[float, float]:
+    """Median wall and CPU (user + system) seconds of `argv` run to its end from `tree`,
+    stdin empty."""
     walls, cpus = [], []
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     for _ in range(reps):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, cwd=REPO, timeout=60, check=False)
+                       stderr=subprocess.DEVNULL, cwd=tree, env=env, timeout=60, check=False)
         walls.append(time.perf_counter() - t0)
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
     return statistics.median(walls), statistics.median(cpus)
 
 
-def bench_start_parts(figures: dict[str, Any], reps: int) -> None:
+def bench_start_parts(figures: dict[str, Any], reps: int,
+                      before: tuple[str, Path] | None) -> None:
     section(f"1. Where a node start costs (spares off; median of {reps})")
     rows: list[list[str]] = []
     out: dict[str, Any] = {}
     scratch = Path(tempfile.mkdtemp(prefix="bench-lifetimes-"))
+    starts = [("python -c pass", [sys.executable, "-c", "pass"], REPO)]
+    starts += [(k, [a.replace("{data_dir}", str(scratch / "data")) for a in v], REPO)
+               for k, v in NODES.items()]
+    if before is not None:  # the same server, from the tree of that revision
+        rev, tree = before
+        starts.insert(2, (f"reference server at {rev}", starts[1][1], tree))
     try:
-        for name, argv in {"python -c pass": [sys.executable, "-c", "pass"],
-                           **{k: [a.replace("{data_dir}", str(scratch / k.replace(" ", "_")))
-                                  for a in v] for k, v in NODES.items()}}.items():
-            for a in argv:
-                if a.startswith(str(scratch)):
-                    Path(a).mkdir(parents=True, exist_ok=True)
-            wall, cpu = bare_cpu(argv, reps)
-            out.setdefault("bare", {})[name] = {"wall_s": wall, "cpu_s": cpu}
+        (scratch / "data").mkdir()
+        for _ in range(reps):  # interleaved, one of each at a time
+            for name, argv, tree in starts:
+                wall, cpu = bare_cpu(argv, 1, tree)
+                out.setdefault("bare", {}).setdefault(name, {"wall_s": [], "cpu_s": []})
+                out["bare"][name]["wall_s"].append(wall)
+                out["bare"][name]["cpu_s"].append(cpu)
+        for name, _, _ in starts:
+            got = out["bare"][name]
+            wall, cpu = statistics.median(got["wall_s"]), statistics.median(got["cpu_s"])
+            out["bare"][name] = {"wall_s": wall, "cpu_s": cpu}
             rows.append([f"{name}: started to its end (stdin empty)", ms(wall), ms(cpu)])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -259,15 +271,15 @@ def certify(tree: Path, impl: list[str], out: Path, suites: list[str],
     return wall, proc.returncode, summary
 
 
-def bench_certify(figures: dict[str, Any], suites: list[str], before: str | None,
-                  rounds: int, errors: list[str]) -> None:
+def bench_certify(figures: dict[str, Any], suites: list[str],
+                  before: tuple[str, Path] | None, rounds: int, errors: list[str]) -> None:
     section(f"3. `conformance certify --explore 0` (serial), wall time and ratio to in process; "
             f"median of {rounds} round(s), every other one in reverse order")
     work = Path(tempfile.mkdtemp(prefix="bench-lifetimes-"))
     try:
         trees = {"this tree": REPO}
-        if before:
-            trees[f"at {before}"] = export_tree(before, work)
+        if before is not None:
+            trees[f"at {before[0]}"] = before[1]
         sqlite = " ".join([sys.executable, str(REPO / "examples" / "sqlite_node.py"),
                            "--data-dir", "{data_dir}"])
         variants: list[tuple[str, str, list[str], dict[str, str]]] = []
@@ -323,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suites", nargs="+", default=None,
                     help="suites for part 3 (default: all; suites/entries.yaml with --quick)")
     ap.add_argument("--before", metavar="REV", default=None,
-                    help="also run part 3 on the tree of this git revision")
+                    help="also run parts 1 (the server's start) and 3 on the tree of this git "
+                         "revision")
     ap.add_argument("--no-certify", action="store_true", help="skip part 3")
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of each certify in part 3, every other round backwards")
@@ -338,13 +351,18 @@ def main(argv: list[str] | None = None) -> int:
                                        "quick": args.quick, "before": args.before}}
     errors: list[str] = []
     started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-lifetimes-"))
     try:
-        bench_start_parts(figures, reps)
-        bench_cycles(figures, args.cycles or (3 if args.quick else 15))
-    except Exception as exc:  # noqa: BLE001 - reported as a failed measurement
-        errors.append(f"{type(exc).__name__}: {exc}")
-    if not args.no_certify:
-        bench_certify(figures, suites, args.before, max(1, args.rounds), errors)
+        before = (args.before, export_tree(args.before, work)) if args.before else None
+        try:
+            bench_start_parts(figures, reps, before)
+            bench_cycles(figures, args.cycles or (3 if args.quick else 15))
+        except Exception as exc:  # noqa: BLE001 - reported as a failed measurement
+            errors.append(f"{type(exc).__name__}: {exc}")
+        if not args.no_certify:
+            bench_certify(figures, suites, before, max(1, args.rounds), errors)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     load1 = os.getloadavg()
     figures["env"]["loadavg_end"] = load1
     figures["errors"] = errors
