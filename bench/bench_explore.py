@@ -168,6 +168,14 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     killed = [r for r in rows if r.kills]
     all_seeds = [r for r in rows if len(r.kills) == len(r.attempts)]
     within = [r for r in all_seeds if max(a.time_s or 0 for a in r.kills) <= budget]
+    # the optional columns: only what this run measured
+    shrunk = any(r.shrink is not None for r in rows)
+    exhausted = any(r.exhaustive is not None for r in rows)
+    header = ["Mutant", "Requirement", "Killed (seeds)", "Median time to kill", "Median steps",
+              "Median sequences", "Slowest kill", "Requirements named"]
+    header += ["Shrunk fixture (seed 0)"] if shrunk else []
+    header += [f"Exhaustive d={meta.get('depth', '?')}"] if exhausted else []
+    header += ["Killing sequences with a crash point"] if hidden else []
     out = [
         f"Exploration in process, no handwritten case, {len(seeds)} seeds ({seeds[0]}.."
         f"{seeds[-1]}), stop at the first failure, no shrinking, no example database, "
@@ -179,10 +187,8 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"{len(within)}/{len(rows)} ({100 * len(within) / len(rows):.0f}%) by every seed, each "
         f"within {budget:.0f} s.**",
         "",
-        "| Mutant | Requirement | Killed (seeds) | Median time to kill | Median steps | "
-        "Median sequences | Slowest kill | Requirements named | Shrunk fixture (seed 0) "
-        f"| Exhaustive d={meta.get('depth', '?')} |" + (" With a crash point |" if hidden else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if hidden else ""),
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
     lengths = sorted(r.shrink.shrunk_steps for r in rows
                      if r.shrink is not None and r.shrink.shrunk_steps is not None)
@@ -195,23 +201,26 @@ def render_markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         # the slowest seed: a survivor is slower than the budget
         slow = None if len(r.kills) < len(r.attempts) else max(
             (a.time_s or 0 for a in r.kills), default=None)
-        sh = r.shrink
-        shrink = "—" if sh is None else (
-            "not found" if not sh.killed else
-            f"{sh.shrunk_steps} steps, {'red' if sh.replay_red else 'NOT RED'}/"
-            f"{'green' if sh.reference_green else 'NOT GREEN'}")
         none = f"> {budget:.0f} s" if r.attempts else "—"
-        ex = r.exhaustive
-        exh = "—" if ex is None else (
-            f"{ex.requirement} after {ex.states} states ({_fmt(ex.time_s, ' s')})" if ex.killed
-            else "survives")
-        out.append(
-            f"| `{r.mutant}` | {r.requirement} | {len(r.kills)}/{len(r.attempts)} | "
-            f"{_fmt(r.median('time_s'), ' s', 2, none)} | {_fmt(r.median('steps'), '', 0)}"
-            f" | {_fmt(r.median('sequences'), '', 0)} | {_fmt(slow, ' s', 2, none)} | "
-            f"{', '.join(reqs) or '—'} | {shrink} | {exh} |"
-            + (f" {sum(bool(a.with_crash_point) for a in r.kills)}/{len(r.kills)} |"
-               if hidden else ""))
+        cells = [f"`{r.mutant}`", r.requirement, f"{len(r.kills)}/{len(r.attempts)}",
+                 _fmt(r.median("time_s"), " s", 2, none), _fmt(r.median("steps"), "", 0),
+                 _fmt(r.median("sequences"), "", 0), _fmt(slow, " s", 2, none),
+                 ", ".join(reqs) or "—"]
+        if shrunk:
+            sh = r.shrink
+            cells.append("—" if sh is None else (
+                "not found" if not sh.killed else
+                f"{sh.shrunk_steps} steps, {'red' if sh.replay_red else 'NOT RED'}/"
+                f"{'green' if sh.reference_green else 'NOT GREEN'}"))
+        if exhausted:
+            ex = r.exhaustive
+            cells.append("—" if ex is None else (
+                f"{ex.requirement} after {ex.states} states ({_fmt(ex.time_s, ' s')})"
+                if ex.killed else "survives"))
+        if hidden:
+            cells.append(f"{sum(bool(a.with_crash_point) for a in r.kills)}/{len(r.kills)}"
+                         if r.kills else "—")
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
