@@ -37,6 +37,7 @@ open (with every crash point of the recovery), replay and the exactly-once check
     conformance explore --impl mutant:pin-error-ignored --time 30
     conformance explore --impl reference --examples 500 --seed 7 --out /tmp/found
     conformance explore --impl "python examples/minimal_node.py --data-dir {data_dir}" --time 120
+    conformance explore --impl reference-process --examples 400 --jobs 2
     conformance explore --exhaustive --depth 4
 
 The package, in the order a step travels through it:
@@ -49,21 +50,18 @@ The package, in the order a step travels through it:
     choice.py      how the next rule is chosen: Hypothesis' choice, with fewer checks
     findings.py    Found (one exception class per requirement), Finding, Stats
     fixtures.py    a finding as a YAML suite file: written, deduplicated, replayed
-    campaign.py    explore(): the budget as a series of Hypothesis runs, shrinking, reports
+    engine.py      what a campaign changes in Hypothesis' engine (step clock, deadline, shrinking)
+    campaign.py    one campaign: one Hypothesis run of the machine, its findings shrunk
+    run.py         explore(): the budget as a series of campaigns, merged; the report
+    workers.py     campaigns in worker processes (--jobs N)
+    database.py    the example database: a directory, or Redis shared by many machines
     exhaustive.py  exhaustive(): every short sequence x every crash point x every end fault
     command.py     the `conformance explore` subcommand
 """
 
 from __future__ import annotations
 
-from .campaign import (
-    DEFAULT_DATABASE,
-    DEFAULT_OUT,
-    MAX_CAMPAIGN,
-    ExploreReport,
-    campaign_seed,
-    explore,
-)
+from .campaign import campaign_seed
 from .choice import ALWAYS_ENABLED
 from .command import add_parser, command
 from .driver import (
@@ -103,6 +101,7 @@ from .fixtures import (
 )
 from .machine import SNAPSHOT_TAMPERS, ExploreMachine
 from .model import NodeModel
+from .run import DEFAULT_DATABASE, DEFAULT_OUT, MAX_CAMPAIGN, ExploreReport, explore
 
 __all__ = [
     "ALPHABET", "ALWAYS_ENABLED", "DEFAULT_DATABASE", "DEFAULT_OUT", "KEYS", "MAX_CAMPAIGN",

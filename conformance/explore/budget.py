@@ -25,8 +25,8 @@ from ..adapters.base import AdapterError
 from ..cases import CaseResult, Failure
 from ..impls import Implementation
 from ..loader import load_suite
-from .campaign import explore
 from .driver import probe
+from .run import explore
 
 DEFAULT_SEQUENCES = 200
 # Hypothesis shrinks each distinct failure for up to 5 minutes; a certificate bounds it

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,17 @@ from typing import Any
 from .. import __version__
 from ..adapters.base import AdapterError
 from ..impls import ImplementationUnavailable
-from .campaign import DEFAULT_DATABASE, DEFAULT_OUT, explore
+from .database import DatabaseUnavailable, describe, open_database
 from .driver import probe
 from .exhaustive import CRASH_NTH, exhaustive
 from .findings import Finding
+from .run import DEFAULT_DATABASE, DEFAULT_OUT, explore
 
 
 def add_parser(sub: Any) -> None:
     """Add `explore` to the subcommands of `conformance` (conformance/cli.py)."""
+    from ..cli import jobs_count  # (cli imports this module)
+
     p: argparse.ArgumentParser = sub.add_parser(
         "explore", help="generate step sequences with Hypothesis; shrink and save failures",
         description=sys.modules[__package__].__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,8 +54,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=40, help="steps per generated sequence")
     p.add_argument("--first", action="store_true", help="stop at the first failure")
     p.add_argument("--no-shrink", action="store_true", help="save failures unshrunk (faster)")
+    p.add_argument("--database", default=str(DEFAULT_DATABASE), metavar="DIR|redis://HOST",
+                   help="Hypothesis' example database: a directory (default "
+                        f"{DEFAULT_DATABASE}) or a Redis server shared by many machines, "
+                        "redis://host[:port][/db] (docs/scale-out.md)")
     p.add_argument("--no-database", action="store_true",
-                   help=f"do not use Hypothesis' example database ({DEFAULT_DATABASE})")
+                   help="do not use Hypothesis' example database")
+    p.add_argument("--jobs", "-j", type=jobs_count, default=None, metavar="N",
+                   help="campaigns run in N worker processes, each with its own nodes "
+                        "(default: the machine's cores; an --examples budget of one "
+                        "campaign runs in this process); the same findings as --jobs 1")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--exhaustive", action="store_true",
                    help="bounded exhaustive mode: every sequence up to --depth operations x "
@@ -71,10 +83,13 @@ def add_parser(sub: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Exit status: 0 when nothing failed, 1 when a failure was found, 2 on a usage error."""
+    database = None if args.no_database else args.database
     try:
         hide = {c.strip() for h in args.hide for c in h.split(",") if c.strip()}
+        if not args.exhaustive:
+            open_database(database)  # a database that cannot be used: before any node starts
         target = probe(args.impl, timeout=args.timeout, hide=hide)
-    except (ImplementationUnavailable, AdapterError, ValueError) as exc:
+    except (ImplementationUnavailable, AdapterError, DatabaseUnavailable, ValueError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
     print(f"conformance {__version__} explore: {target.identity}; capabilities "
@@ -98,18 +113,21 @@ def command(args: argparse.Namespace) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(ex.to_dict(), indent=2, default=str) + "\n")
         return 1 if ex.findings else 0
+    jobs = args.jobs if args.jobs is not None else max(1, os.cpu_count() or 1)
+    print(f"{describe(database)}; up to {jobs} worker process(es)", file=sys.stderr)
     report = explore(args.impl, time_budget=args.time, max_examples=args.examples,
-                     seed=args.seed, out=args.out,
-                     database=None if args.no_database else DEFAULT_DATABASE,
+                     seed=args.seed, out=args.out, database=database,
                      shrink=not args.no_shrink, stop_at_first=args.first, step_count=args.steps,
-                     timeout=args.timeout, target=target, log=sys.stdout)
+                     timeout=args.timeout, target=target, log=sys.stdout, jobs=jobs)
     first = ("" if report.first_failure_s is None else
              f"; first failure after {report.first_failure_s:.2f}s, {report.first_failure_steps}"
              f" steps, {report.first_failure_examples} sequences")
     print(f"\n{report.examples} sequences, {report.steps} steps in {report.duration_s:.1f}s "
           f"({report.steps_per_s:.0f} steps/s), {report.campaigns} campaign(s), seed "
           f"{report.seed}: {len(report.findings)} distinct failure(s)"
-          f"{_rejected(report.findings)}{first}")
+          f"{_rejected(report.findings)}{first}"
+          + (f"; {report.jobs} workers" if report.jobs > 1 else "")
+          + f"\ntime: {report.timing()}")
     if not report.reproducible:
         why = ("a time budget: how far a run gets depends on the machine's speed"
                if args.examples is None else

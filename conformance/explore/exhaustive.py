@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..cases import POWER_LOSS_MODES
-from .campaign import DEFAULT_OUT
 from .driver import (
     CRASH_POINT_OPS,
     OPEN_CRASH_NEEDS,
@@ -59,6 +58,7 @@ from .driver import (
 )
 from .findings import Finding, Found, Stats, failed_step
 from .fixtures import keep_fixture, print_finding
+from .run import DEFAULT_OUT
 
 # Crash points: each operation kind at its 1st..CRASH_NTH-th occurrence within its window.
 CRASH_NTH = 4
