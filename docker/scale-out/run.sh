@@ -26,10 +26,12 @@
 # run reuses them). Exit status: 0 when every step held, 1 otherwise (the step is named).
 #
 # Environment: IMPL (default mutant:delete-prefix-not-bundling-meta), TIME (seconds per
-# worker, default 30), OUT, REV (the git revision whose package the workers run, default
-# HEAD; `worktree` for the working tree as it is), BASE_IMAGE, IMAGE_PREFIX, TAG, PYTHON
-# (the host's python3 with pip, for the wheels), RUN_TIMEOUT (seconds for the workers,
-# default 3 x TIME + 120), FORCE_BUILD=1 (rebuild both images).
+# worker, default 30), OUT, REV (whose package the workers run: default `worktree`, the
+# working tree as it is, its tracked and untracked files that git does not ignore; or a git
+# revision, e.g. HEAD), BASE_IMAGE, IMAGE_PREFIX, TAG, PYTHON (the host's python3 with pip,
+# for the project's wheel), RUN_TIMEOUT (seconds for the workers, default 3 x TIME + 120),
+# PROJECT (the compose project's name, default conformance-scaleout-<pid>), FORCE_BUILD=1
+# (rebuild both images).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -37,7 +39,7 @@ HERE="$ROOT/docker/scale-out"
 
 IMPL="${IMPL:-mutant:delete-prefix-not-bundling-meta}"
 TIME="${TIME:-30}"
-REV="${REV:-HEAD}"
+REV="${REV:-worktree}"
 BASE_IMAGE="${BASE_IMAGE:-applied-index-conformance/base:bookworm}"
 IMAGE_PREFIX="${IMAGE_PREFIX:-applied-index-conformance}"
 TAG="${TAG:-latest}"
@@ -47,7 +49,7 @@ DEFAULT_OUT="$ROOT/reports/scale-out"
 OUT="${OUT:-$DEFAULT_OUT}"
 REDIS_IMAGE="$IMAGE_PREFIX/scale-out-redis:$TAG"
 WORKER_IMAGE="$IMAGE_PREFIX/scale-out-worker:$TAG"
-PROJECT="conformance-scaleout-$$"
+PROJECT="${PROJECT:-conformance-scaleout-$$}"
 DB="redis://redis:6379/0"
 export IMPL TIME IMAGE_PREFIX TAG
 
@@ -120,7 +122,8 @@ if [[ "${FORCE_BUILD:-}" == 1 ]] || ! docker image inspect "$REDIS_IMAGE" >/dev/
 fi
 # the worker runs the package of REV: rebuilt when that source tree changed
 if [[ "$REV" == worktree ]]; then
-    source_id="worktree-$(date +%s)"
+    source_id="worktree-$(git ls-files -z --cached --others --exclude-standard |
+        { xargs -0 sha256sum 2>/dev/null || true; } | sha256sum | cut -c1-40)"
 else
     source_id=$(git rev-parse "$REV^{tree}") || fail "REV=$REV is not a git revision"
 fi
@@ -130,7 +133,8 @@ if [[ "${FORCE_BUILD:-}" == 1 || "$have" != "$source_id" ]]; then
     t0=$(date +%s)
     mkdir -p "$workdir/src" "$workdir/worker-context/wheels"
     if [[ "$REV" == worktree ]]; then
-        git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -x -C "$workdir/src"
+        git ls-files -z --cached --others --exclude-standard | { tar --null --ignore-failed-read -T - -c 2>/dev/null || true; } |
+            tar -x -C "$workdir/src"
     else
         git archive "$REV" | tar -x -C "$workdir/src"
     fi
