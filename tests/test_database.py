@@ -192,3 +192,23 @@ def test_a_hypothesis_run_saves_to_and_replays_from_redis(redis_url: str) -> Non
     with pytest.raises(AssertionError):
         second()
     assert calls[0] == 5_000  # the shrunk failure, replayed first from Redis
+
+
+def test_explore_workers_share_their_failures_through_redis(redis_url: str, tmp_path: Path) -> None:
+    """`conformance explore --database redis://...` in process: a worker's failures land in
+    Redis; another worker, with another seed and ONE generated sequence of its own, finds
+    them first thing, which the same worker without the database does not."""
+    from conformance.explore import explore
+
+    spec = "mutant:delete-prefix-not-bundling-meta"
+    first = explore(spec, max_examples=200, seed=1, out=tmp_path / "w1", database=redis_url,
+                    verify=False, stop_at_first=True, shrink=False)
+    assert first.findings, "the mutant falls within seconds (docs/exploration.md)"
+    assert sum(_keys(redis_url).values()) >= 1
+    alone = explore(spec, max_examples=1, seed=4242, out=tmp_path / "alone", database=None,
+                    verify=False)
+    late = explore(spec, max_examples=1, seed=4242, out=tmp_path / "late", database=redis_url,
+                   verify=False)
+    assert not alone.findings and alone.examples == 1
+    assert {f.requirement for f in late.findings} >= {f.requirement for f in first.findings}
+    assert late.examples > 1  # the saved failures, replayed before its own sequence
