@@ -296,7 +296,9 @@ def _execute(args: argparse.Namespace, suites: Sequence[Path] | None, catalog: C
               "--explore 0 skips it)", file=sys.stderr)
         done, found = explore_for_certificate(args.impl, impl, sequences=args.explore,
                                               seed=args.seed, out=args.out / "explore",
-                                              timeout=args.timeout, log=sys.stderr)
+                                              timeout=args.timeout, log=sys.stderr,
+                                              jobs=effective_jobs(args.jobs, impl),
+                                              profile_capabilities=profile_caps)
         results += found
         exploration = {**done.to_dict(), "summary": done.summary()}
         print(f"conformance: exploration: {done.summary()}", file=sys.stderr)

@@ -92,6 +92,16 @@ def _node_lifetimes(f: Figures) -> None:
         assert certify[f"{what} / in process"] > 0, what
 
 
+def _explore_jobs(f: Figures) -> None:
+    assert f["errors"] == []
+    for spec in ("reference", "reference-process"):
+        t = f["throughput"][spec]
+        assert t["same_results"] and [r["jobs"] for r in t["rows"]] == [1, 2], t
+        assert all(r["steps"] > 0 and r["campaigns"] == 2 for r in t["rows"]), t
+        assert [b["jobs"] for b in f["budget"][spec]] == [1, 2]
+        assert all(b["generation_s"] > 0 and b["sequences"] > 0 for b in f["budget"][spec])
+
+
 # script -> (arguments of its quickest run that still measures every part, the check)
 QUICK: dict[str, tuple[list[str], Callable[[Figures], None]]] = {
     "bench_reference.py": (["--quick", "--keys", "2000"], _reference),
@@ -101,6 +111,7 @@ QUICK: dict[str, tuple[list[str], Callable[[Figures], None]]] = {
     "bench_harness.py": (["--quick", "--no-process", "--requests", "200", "--suites",
                           "suites/entries.yaml", "--explore", "0"], _harness),
     "bench_crashfs.py": (["--quick"], _crashfs),
+    "bench_explore_jobs.py": (["--quick", "--jobs", "2"], _explore_jobs),
     "bench_explore.py": (["--seeds", "1", "--budget", "10", "--throughput-s", "1", "--depth",
                           "1", "--only", "pin-error-ignored", "--no-process"], _explore),
 }

@@ -72,15 +72,19 @@ class Exploration:
 
 def explore_for_certificate(spec: str, impl: Implementation, *, sequences: int, seed: int,
                             out: Path, timeout: float = 10.0,
-                            log: TextIO | None = None) -> tuple[Exploration, list[CaseResult]]:
-    """Explore `impl` for `sequences` generated sequences with `seed`, saving verified
+                            log: TextIO | None = None, jobs: int = 1,
+                            profile_capabilities: frozenset[str] | None = None,
+                            ) -> tuple[Exploration, list[CaseResult]]:
+    """Explore `impl` for `sequences` generated sequences with `seed`, in `jobs` worker
+    processes (the same sequences and findings with any number: run.py), saving verified
     findings under `out`; return what it did and one failed case result per finding."""
     try:
         target = probe(spec, seed=seed, timeout=timeout, impl=impl)
     except AdapterError as exc:  # the node never said hello: nothing to explore
         return Exploration(sequences, seed, not_run=str(exc).splitlines()[0]), []
     report = explore(spec, max_examples=sequences, seed=seed, out=out, database=None,
-                     timeout=timeout, target=target, log=log, shrink_time=SHRINK_SECONDS)
+                     timeout=timeout, target=target, log=log, shrink_time=SHRINK_SECONDS,
+                     jobs=jobs, profile_capabilities=profile_capabilities)
     done = Exploration(sequences, seed, report.examples, report.steps, report.duration_s,
                        nondeterministic=list(report.nondeterministic))
     results: list[CaseResult] = []

@@ -8,8 +8,9 @@
 exploration (`campaign.explore`) or, with `--exhaustive`, the bounded exhaustive mode
 (`exhaustive.exhaustive`). Each finding is printed as it is found (`FOUND ...` with its
 fixture's path, the replay verdicts and the minimal sequence), then a one-paragraph
-summary; `--json` writes the report as JSON. Exit status: 0 when nothing failed, 1 when
-a failure was found, 2 on a usage error (an unknown `--impl`, say).
+summary and where the time went; `--json` writes the report as JSON. Exit status: 0 when
+nothing failed, 1 when a failure was found, 2 on a usage error (an unknown `--impl`, an
+unreachable `--database`) or when a worker failed (`--jobs`: it says which and why).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .driver import probe
 from .exhaustive import CRASH_NTH, exhaustive
 from .findings import Finding
 from .run import DEFAULT_DATABASE, DEFAULT_OUT, explore
+from .workers import WorkerError
 
 
 def add_parser(sub: Any) -> None:
@@ -115,10 +117,15 @@ def command(args: argparse.Namespace) -> int:
         return 1 if ex.findings else 0
     jobs = args.jobs if args.jobs is not None else max(1, os.cpu_count() or 1)
     print(f"{describe(database)}; up to {jobs} worker process(es)", file=sys.stderr)
-    report = explore(args.impl, time_budget=args.time, max_examples=args.examples,
-                     seed=args.seed, out=args.out, database=database,
-                     shrink=not args.no_shrink, stop_at_first=args.first, step_count=args.steps,
-                     timeout=args.timeout, target=target, log=sys.stdout, jobs=jobs)
+    try:
+        report = explore(args.impl, time_budget=args.time, max_examples=args.examples,
+                         seed=args.seed, out=args.out, database=database,
+                         shrink=not args.no_shrink, stop_at_first=args.first,
+                         step_count=args.steps, timeout=args.timeout, target=target,
+                         log=sys.stdout, jobs=jobs)
+    except WorkerError as exc:  # its campaigns' findings so far are saved under --out
+        print(f"conformance: the exploration stopped: {exc}", file=sys.stderr)
+        return 2
     first = ("" if report.first_failure_s is None else
              f"; first failure after {report.first_failure_s:.2f}s, {report.first_failure_steps}"
              f" steps, {report.first_failure_examples} sequences")

@@ -295,7 +295,10 @@ def _report(spec: str, target: Target, seed: int, started: float,
             first_steps = steps + (o.first_failure_steps or 0)
             first_examples = examples + (o.first_failure_examples or 0)
         examples, steps = examples + o.examples, steps + o.steps
-    generation = max((o.generation_end for o in outcomes), default=started) - started
+    # (a campaign that generated nothing, one a worker began after the deadline, ends
+    # no generation)
+    generation = max((o.generation_end for o in outcomes if o.examples),
+                     default=started) - started
     return ExploreReport(
         spec, target.identity, seed, time.monotonic() - started, examples, steps,
         len(outcomes), list(merge.findings.values()), first_s, first_steps, first_examples,

@@ -135,7 +135,8 @@ def in_workers(recipe: Recipe, planner: _Planner, jobs: int) -> Iterator[Campaig
     running = 0
     next_out = 0
     try:
-        workers = [_Worker(n + 1, recipe, inbox) for n in range(jobs)]
+        for n in range(jobs):  # (one at a time: those started are stopped if one fails)
+            workers.append(_Worker(n + 1, recipe, inbox))
         idle: list[_Worker] = []
         while True:
             try:
