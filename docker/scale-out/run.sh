@@ -145,8 +145,9 @@ if [[ "${FORCE_BUILD:-}" == 1 || "$have" != "$source_id" ]]; then
     # every dependency as a wheel, resolved by the image's own Python and pip (in a throwaway
     # container of the base image: pip evaluates the requirements' markers, such as redis's
     # python_full_version < "3.11.3", against the interpreter that runs it), with the host's
-    # CA bundle and proxy settings, so that the image build itself needs no network
-    ca=${PIP_CERT:-${SSL_CERT_FILE:-${REQUESTS_CA_BUNDLE:-}}}
+    # CA bundle (PIP_CERT, SSL_CERT_FILE, REQUESTS_CA_BUNDLE, else the system's) and proxy
+    # settings, so that the image build itself needs no network
+    ca=${PIP_CERT:-${SSL_CERT_FILE:-${REQUESTS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}}}
     dl=(--rm --user "$(id -u):$(id -g)" -e HOME=/tmp -v "$workdir/worker-context/wheels:/wheels")
     [[ -n "$ca" && -f "$ca" ]] && dl+=(-v "$ca:/host-ca.crt:ro" -e PIP_CERT=/host-ca.crt)
     for v in PIP_INDEX_URL PIP_EXTRA_INDEX_URL HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
