@@ -110,7 +110,10 @@ class FirstLifetimes:
     A spare never taken is released by its own finalizer (at exit at the latest), or when
     more than KEYS commands have spares."""
 
-    def __init__(self) -> None:
+    def __init__(self, submit_fn: Callable[[Callable[[], Any]], Future[Any] | None] | None = None
+                 ) -> None:
+        # where spares are made: `submit` (shared with the process adapter) unless given
+        self._submit = submit_fn or submit
         self._lock = threading.Lock()
         self._ready: OrderedDict[Hashable, deque[Future[Any]]] = OrderedDict()
         self._seen: set[Hashable] = set()
@@ -127,7 +130,7 @@ class FirstLifetimes:
             queue = self._ready.pop(key, deque())
             ready = queue.popleft() if queue else None
             if key in self._seen:
-                while len(queue) < self._depth[key] and (made := submit(make)) is not None:
+                while len(queue) < self._depth[key] and (made := self._submit(make)) is not None:
                     queue.append(made)
             self._seen.add(key)
             if queue:
@@ -149,6 +152,18 @@ class FirstLifetimes:
         """An adapter that took from `key` is done."""
         with self._lock:
             self._open[key] -= 1
+
+    def clear(self) -> list[Future[Any]]:
+        """Release every spare not taken (once made: returns their makings) and forget what
+        was learned: the next adapter of a command starts as the first one did."""
+        with self._lock:
+            evicted = [f for queue in self._ready.values() for f in queue]
+            self._ready.clear()
+            self._seen.clear()
+            self._depth.clear()
+        for old in evicted:
+            old.add_done_callback(_release_result)
+        return evicted
 
 
 def _release_result(future: Future[Any]) -> None:

@@ -9,6 +9,10 @@ What the faults mean for a container:
 - **restart** = `docker start` of the same container: same image, same arguments, same
   named volume at /data (its content intact). Its address is read again after every start:
   with `network="published"` the host port can change, with `network="internal"` the IP can.
+- a first lifetime may have been made ahead of need (lifetimes.py): the container created
+  and started on fresh storage of its own while the previous case ran, and taken over by
+  the adapter at its first start; nothing touched its storage before, so the node cannot
+  tell. `close()` removes the container, the storage and the layer in the background.
 - **power loss**: the /data the container sees is a bind mount of the crash-simulating
   filesystem (conformance/faults/crashfs), mounted on the engine host with `allow_other`
   and owned by the run user; every hardening measure stays. A power loss is `docker kill`,
@@ -22,37 +26,30 @@ What the faults mean for a container:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
-import re
 import socket
 import time
-import uuid
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ...interrupts import critical
 from ...wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
+from .. import spares
 from ..base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from ..layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 from ..process import PROTOCOL_VERSIONS, HelloRefused, parse_hello
-from .cleanup import Resources, first_adapter_of_run, run_labels
+from . import lifetimes
+from .cleanup import Resources, first_adapter_of_run
 from .engine import API_TIMEOUT, docker_client, inspect_image
-from .hardening import (
-    NETWORK_MODES,
-    TMP_DIR,
-    NetworkMode,
-    create_internal_network,
-    publish_port,
-    run_options,
-    run_user,
-    tmpfs_options,
-)
+from .hardening import NETWORK_MODES, NetworkMode, run_user
 from .logs import LOG_LINES, now
 from .logs import merge as merge_log
-from .transport import PORT, Connection
-from .volume import DATA_DIR, create_volume, mount_data, prepare_volume
+from .transport import PORT, Connection, connect_in_netns, netns_problem
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -75,17 +72,16 @@ def _rootless(client: Any) -> bool:
     return _ROOTLESS[url]
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:40] or "node"
-
-
 class ContainerAdapter(LayerFaults, Adapter):
     """A node under test as a container of `image`, one container and one volume per adapter.
 
     `command` replaces the image's CMD (arguments to its ENTRYPOINT). `timeout` bounds every
     request; `ready_timeout` bounds each start (until the port accepts and `hello` answers).
-    `network="internal"` (default): a fresh internal bridge network, the node reached at its
-    IP (the harness must run on the engine's host). `network="published"`: the default bridge
+    `network="none"` (the default where the harness runs as root on the engine's host): no
+    network at all, the harness connecting from inside the container's network namespace.
+    `network="internal"` (the default elsewhere): the run's internal bridge network (no
+    route out, no traffic between its containers), the node reached at its IP (the harness
+    must run on the engine's host). `network="published"`: the default bridge
     with the port published on `publish_host` (for remote engines or Docker Desktop), which
     gives the node the default bridge's outbound access: not hardened. `user` overrides who
     runs the node ("uid:gid"); by default the image's USER, or DEFAULT_USER when it is root.
@@ -108,8 +104,8 @@ class ContainerAdapter(LayerFaults, Adapter):
         if max_line < 1 or max_depth < 1:
             raise ValueError(f"max_line and max_depth must be >= 1, got {max_line}, {max_depth}")
         self.max_line, self.max_depth = max_line, max_depth
-        network = network or os.environ.get("CONFORMANCE_CONTAINER_NETWORK") or "internal"  # type: ignore[assignment]
-        if network not in NETWORK_MODES:
+        network = network or os.environ.get("CONFORMANCE_CONTAINER_NETWORK") or None  # type: ignore[assignment]
+        if network is not None and network not in NETWORK_MODES:
             raise ValueError(f"network must be one of {NETWORK_MODES}, got {network!r}")
         if isinstance(command, str):
             raise ValueError("command must be a sequence of arguments (not one string)")
@@ -118,13 +114,22 @@ class ContainerAdapter(LayerFaults, Adapter):
         self.ready_timeout = float(ready_timeout)
         self.name = name or image
         self.command: list[str] | None = list(command) if command is not None else None
-        self.network_mode: NetworkMode = network
+        self.network_mode: NetworkMode = network or "internal"
         self.publish_host = publish_host
         self.memory = memory
         self.pids_limit = pids_limit
         self.tmpfs_size = tmpfs_size
         self._user = user
         self._client = docker_client()
+        local = str(getattr(self._client.api, "base_url", "")).startswith("http+docker://")
+        why_not = netns_problem() if local else "the Docker engine is not local"
+        if network is None:  # no network at all where the harness can enter the namespace
+            self.network_mode = "none" if why_not is None else "internal"
+        elif network == "none" and why_not is not None:
+            self._client.close()
+            raise AdapterError(f"network='none' needs the harness on the engine's host, as "
+                               f"root: {why_not}")
+        self._netns_pid: int | None = None  # the container's PID 1 ("none": its namespace)
         self._res = Resources(self._client)
         # Runs on close(), on garbage collection, or at interpreter exit, whichever is first.
         self._finalizer = weakref.finalize(self, self._res.release)
@@ -132,6 +137,12 @@ class ContainerAdapter(LayerFaults, Adapter):
         self.info = inspect_image(image, self._client)
         self._tc: Any = None  # the testcontainers DockerContainer
         self._container: Container | None = None
+        self._network: str | None = None  # the run's internal network (not the adapter's)
+        self._stopped = False  # the engine said the container stopped (after a kill or exit)
+        self._spares = spares.enabled()
+        self._spec_: lifetimes.Spec | None = None
+        self._storage: lifetimes.Storage | None = None  # /data and the network, every lifetime
+        self._prestart = False  # the last hello said prestart (docs/protocol.md)
         self._conn: Connection | None = None
         self._addr: tuple[str, int] | None = None
         self._next_id = 1
@@ -182,7 +193,7 @@ class ContainerAdapter(LayerFaults, Adapter):
 
     @property
     def network_name(self) -> str | None:
-        return self._res.network
+        return self._network
 
     def alive(self) -> bool:
         if self._conn is None or self._container is None:
@@ -194,13 +205,23 @@ class ContainerAdapter(LayerFaults, Adapter):
         return bool(self._container.status == "running")
 
     def logs(self) -> str:
-        """The container's log (every lifetime, newest LOG_LINES lines) with the adapter's
-        markers (start, crash, exit) merged in by time."""
-        if self._container is not None and self._res.container_id is not None:
-            with contextlib.suppress(Exception):
-                raw = self._container.logs(stdout=True, stderr=True, timestamps=True,
-                                           tail=LOG_LINES)
-                self._log_snapshot = raw.decode("utf-8", errors="replace")
+        """The node's log: every lifetime's container log (the newest LOG_LINES lines of
+        each) with the adapter's markers (start, crash, exit) merged in by time. After
+        close(), the log the removal kept (it is taken just before the removal)."""
+        if self._res.log is None and self._res.logged:
+            parts = []
+            for cid in list(self._res.logged):
+                try:
+                    raw = self._client.api.logs(cid, stdout=True, stderr=True, timestamps=True,
+                                                tail=LOG_LINES)
+                except Exception:  # noqa: BLE001 - being removed: what the removal keeps
+                    break
+                parts.append(raw.decode("utf-8", errors="replace"))
+            else:
+                self._log_snapshot = "".join(
+                    p if p.endswith("\n") or not p else p + "\n" for p in parts)
+        if self._res.log is not None:  # removed (or being removed): what it kept
+            self._log_snapshot = self._res.log
         return merge_log(self._log_snapshot, self._notes)
 
     def _note(self, text: str) -> None:
@@ -218,90 +239,130 @@ class ContainerAdapter(LayerFaults, Adapter):
         if self._container is None:
             self._create_and_start()
         else:
-            self._container.reload()
-            if self._container.status in ("running", "restarting"):
-                raise AdapterError("the node is already running: crash() or shut it down first")
-            self._note(f"start #{self._starts}: docker start (same container, same volume)")
-            try:
-                self._container.start()
-            except Exception as exc:  # noqa: BLE001
-                raise AdapterError(f"docker start failed: {exc}") from exc
+            if not self._stopped:  # (after a kill, the engine already said it stopped)
+                self._container.reload()
+                if self._container.status in ("running", "restarting"):
+                    raise AdapterError("the node is already running: crash() or shut it down "
+                                       "first")
+            if not self._take_next():
+                self._note(f"start #{self._starts}: docker start (same container, same "
+                           "storage)")
+                try:
+                    self._container.start()
+                except Exception as exc:  # noqa: BLE001
+                    raise AdapterError(f"docker start failed: {exc}") from exc
+        self._stopped = False
+        spec = self._spec()
+        if self._spares:
+            spares.CONTINUATIONS.started(spec, self._starts)
         hello = self._connect_and_hello(durability, t0 + self.ready_timeout)
         self.start_durations.append(time.monotonic() - t0)
+        if self._spares:
+            spares.PRESTART.heard(spec, self._prestart)
+            if (self._prestart and not self._res.ahead and self._storage is not None
+                    and lifetimes.next_enabled()
+                    and spares.CONTINUATIONS.likely(spec, self._starts)):
+                self._make_next(spec, self._storage)
         return hello
 
-    def _create_and_start(self) -> None:
-        from testcontainers.core.config import testcontainers_config
-        from testcontainers.core.container import DockerContainer
+    def _make_next(self, spec: lifetimes.Spec, storage: lifetimes.Storage) -> None:
+        """The next lifetime's container, made now on the same storage: the node said
+        `prestart` (it touches nothing there before its first request, which it gets only
+        after this lifetime's end is complete: docs/protocol.md)."""
+        with self._res.lock:  # released by another thread meanwhile: nothing to make
+            making = None if self._res.released else lifetimes.make_next(
+                spec, self._res, storage)
+            if making is not None:
+                self._res.ahead.append(making)
 
-        # Ryuk (testcontainers' reaper) is an image pulled from a registry; this adapter
-        # removes what it creates itself (close, finalize, atexit, orphan reaping).
-        testcontainers_config.ryuk_disabled = True
-        client = self._client
-        suffix = uuid.uuid4().hex[:10]
-        base = f"conformance-{_safe(self.name.rsplit('/', 1)[-1])}-{suffix}"
-        labels = run_labels(**{"conformance.image": self.image})
-        user = run_user(self.info, self._user)
-
-        kwargs: dict[str, Any] = {}
-        if self.network_mode == "internal":
-            self._res.network = create_internal_network(client, base, suffix, labels)
-            kwargs["network"] = self._res.network
-        volume = self._setup_data(base, labels, user)
-
-        tc = DockerContainer(self.image, name=base)
-        if self.command is not None:
-            tc.with_command(self.command)
-        mount_data(tc, volume)
-        tc.with_tmpfs_mount(TMP_DIR, tmpfs_options(self.tmpfs_size))
-        if self.network_mode == "published":
-            publish_port(tc, self.publish_host)
-        tc.with_kwargs(**run_options(labels=labels, user=user, memory=self.memory,
-                                     pids_limit=self.pids_limit), **kwargs)
-        self._tc = tc
-        self._note(f"start #{self._starts}: {self.image} as {user or 'image user'}, "
-                   f"{self.network_mode} network, volume {volume} at {DATA_DIR}")
-        self._res.other_clients.append(tc.get_docker_client().client)
-        try:
-            tc.start()
-        except Exception as exc:  # noqa: BLE001 - docker raises many kinds here
-            raise AdapterError(f"cannot start a container of {self.image}: {exc}") from exc
-        finally:
-            # created (even if not started): from here on it is the wrapped SDK container's
-            if tc._container is not None:
-                self._res.container_id = str(tc._container.id)
-                self._container = tc.get_wrapped_container()
-
-    def _setup_data(self, name: str, labels: dict[str, str], user: str) -> str:
-        """The node's /data storage, owned by `user`: the crash-simulating filesystem when it
-        can be used, else a fresh named volume (volume.py); both removed by close(). Returns
-        the source (a host path or a volume name) that `mount_data` mounts."""
-        if self._use_layer and self._no_layer is None:
+    def _take_next(self) -> bool:
+        """A restart on a container made ahead of need (`_make_next`), if there is one: a
+        new process of the same image and arguments on the same storage, the previous
+        lifetime's end complete (its container killed and stopped, a power loss's drop
+        done). False when there is none (or its making failed)."""
+        with self._res.lock:
+            ahead = self._res.ahead.pop(0) if self._res.ahead else None
+        if ahead is None:
+            return False
+        if isinstance(ahead, Future):
             try:
-                return self._mount_layer(user)
-            except LayerFailed as exc:
+                ahead = ahead.result(timeout=spares.TAKE_WAIT)
+            except Exception:  # noqa: BLE001 - docker start of the same container instead
+                return False
+        assert isinstance(ahead, lifetimes.Lifetime)
+        lifetimes.count("next_taken")
+        self._tc, self._container = ahead.tc, ahead.container
+        self._res.logged.append(str(ahead.container.id))
+        self._note(f"start #{self._starts}: a new container of the image on the same storage, "
+                   f"started ahead of need (the node said prestart): {ahead.container.name}")
+        return True
+
+    def _spec(self) -> lifetimes.Spec:
+        """What its first lifetime is made of (fixed at the first start)."""
+        if self._spec_ is not None:
+            return self._spec_
+        return lifetimes.Spec(
+            image=self.image, image_id=self.info.id, name=self.name,
+            command=tuple(self.command) if self.command is not None else None,
+            network_mode=self.network_mode, publish_host=self.publish_host,
+            user=run_user(self.info, self._user), image_user=self.info.user,
+            memory=self.memory, pids_limit=self.pids_limit, tmpfs_size=self.tmpfs_size,
+            layered=self._use_layer and self._no_layer is None,
+            layer_timeout=self.timeout + 20)
+
+    def _create_and_start(self) -> None:
+        """The first lifetime: taken over from the spares (lifetimes.py), else made here."""
+        spec = self._spec_ = self._spec()
+        if self._spares and self._take_spare(spec):
+            return
+        try:
+            try:
+                got = lifetimes.create(spec, self._res, self._seed, self._note)
+            except LayerFailed as exc:  # on a named volume, without the layer's faults
                 self._no_layer = str(exc)
                 self.fault_capabilities = self.fault_capabilities - LAYER_FAULTS
-        volume = create_volume(self._client, name, labels)
-        self._res.volume = volume
-        if user != self.info.user:  # the image's own user owns its /data: nothing to prepare
-            prepare_volume(self._client, volume, user)
-        return volume
+                spec = self._spec_ = dataclasses.replace(spec, layered=False)
+                got = lifetimes.create(spec, self._res, self._seed, self._note)
+        finally:
+            if self._container is None and self._res.container_id is not None:
+                # created but not started: the adapter's (logs, alive, the exit status)
+                self._res.logged.append(self._res.container_id)
+                with contextlib.suppress(Exception):
+                    self._container = self._client.containers.get(self._res.container_id)
+        self._took(got)
 
-    def _mount_layer(self, user: str) -> str:
-        # mode 0o755: the engine and the run user traverse the layer's directory to the mount
-        layer = self._layer = self._res.layer = NodeLayer.take(
-            self._seed, self._note, prefix="conformance-layer-", allow_other=True, mode=0o755,
-            timeout=self.timeout + 20)
-        m = re.fullmatch(r"(\d+)(?::(\d+))?", user or "")
-        root = layer.backing_root
-        if m is not None:  # the mount's root is what the node sees as /data
-            os.chown(root, int(m.group(1)), int(m.group(2) or m.group(1)))
-            root.chmod(0o700)
-        else:  # a named user of the image: its uid is not known here
-            root.chmod(0o777)
-        self._note(f"/data: the crash-simulating filesystem at {layer.mountpoint}")
-        return str(layer.mountpoint)
+    def _took(self, got: lifetimes.Lifetime) -> None:
+        self._tc, self._container = got.tc, got.container
+        self._storage, self._layer = got.storage, got.storage.layer
+        self._network = got.storage.network
+        if str(got.container.id) not in self._res.logged:
+            self._res.logged.append(str(got.container.id))
+
+    def _take_spare(self, spec: lifetimes.Spec) -> bool:
+        """The first lifetime made ahead of need by a previous adapter of the same spec,
+        handed over whole (its resources become this adapter's); the next is put in the
+        making. False when there is none."""
+        made = lifetimes.take(spec)
+        self._res.spare_key = spec  # FIRST.closed(spec) when released
+        if made is None:
+            return False
+        got = made.lifetime
+        assert got is not None
+        with critical():  # handed over whole: the spare's resources become ours
+            own, self._res = self._res, made.res
+            own.spare_key, self._res.spare_key = None, spec
+            self._client = made.res.client
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, self._res.release)
+            if got.storage.layer is not None:  # the adapter's seed drives its power losses
+                got.storage.layer = self._res.layer = NodeLayer(got.storage.layer.fs,
+                                                                self._seed, self._note)
+            self._took(got)
+        own.release()  # the adapter's own client, unused
+        self._notes += made.notes
+        self._note(f"start #1: the container made ahead of need ({got.container.name}), "
+                   "taken over")
+        return True
 
     def _kill_for_power_loss(self, mode: str) -> None:
         if self._container is not None:
@@ -313,13 +374,18 @@ class ContainerAdapter(LayerFaults, Adapter):
         self._retire("crash: docker kill (SIGKILL)")
 
     def close(self) -> None:
+        """The container, its storage and its layer are removed in the background (off the
+        case's path: `lifetimes.settle()` waits for it), its log kept first."""
         if not self._closed:
             self._closed = True
             if self._container is not None and self._res.container_id is not None:
-                self.logs()  # keep the log: the container is about to be removed
-                self._note("close: container, volume and network removed")
-        self._conn = None
-        self._finalizer()  # runs _Resources.release at most once
+                self._note("close: container and its storage removed")
+        self._drop_conn()
+        # (detached: once the adapter is dropped, its finalizer would run the release at
+        # once, in the thread that dropped it)
+        if self._finalizer.detach() is not None:
+            self._res.keep_log = True
+            lifetimes.reclaim(self._res.release)
 
     def __enter__(self) -> ContainerAdapter:
         return self
@@ -352,20 +418,27 @@ class ContainerAdapter(LayerFaults, Adapter):
                 c.kill()  # SIGKILL; a 409 when it is not running any more
             with contextlib.suppress(Exception):
                 status = c.wait(timeout=API_TIMEOUT, condition="not-running").get("StatusCode")
+        self._stopped = status is not None
         self._note(f"{why} (exit status {status})")
         return exited
 
     # -- connection ---------------------------------------------------------------------
 
     def _resolve_address(self) -> tuple[str, int]:
-        """Where the node listens, read again after every start."""
+        """Where the node listens, from the container's last inspection (read again after
+        every start)."""
         c = self._container
         assert c is not None
-        c.reload()
         settings = c.attrs.get("NetworkSettings") or {}
+        if self.network_mode == "none":  # 127.0.0.1 inside the container's own namespace
+            pid = (c.attrs.get("State") or {}).get("Pid")
+            if not pid:
+                raise ConnectionError("the container has no process (yet)")
+            self._netns_pid = int(pid)
+            return "127.0.0.1", PORT
         if self.network_mode == "internal":
             nets = settings.get("Networks") or {}
-            ip = (nets.get(self._res.network) or {}).get("IPAddress")
+            ip = (nets.get(self._network) or {}).get("IPAddress")
             if not ip:
                 raise ConnectionError("the container has no IP address (yet)")
             return str(ip), PORT
@@ -386,10 +459,13 @@ class ContainerAdapter(LayerFaults, Adapter):
     def _connect_and_hello(self, durability: str, deadline: float) -> Hello:
         """Until `deadline`: connect, send hello, and return its result. A refused or closed
         connection (the node is not listening yet, or a port proxy with nothing behind it)
-        is retried; a container that exited is an error at once."""
+        is retried; a container that exited is an error at once. The container is inspected
+        for its state and address at the first attempt, then for its state every 0.25 s
+        (and its address until it has one): the attempts in between cost no engine call."""
         delay, last_error, attempts, last_status_check = 0.005, "", 0, 0.0
         c = self._container
         assert c is not None
+        self._addr = None
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -398,7 +474,7 @@ class ContainerAdapter(LayerFaults, Adapter):
                     f"the node was not ready within {self.ready_timeout:g} s (port {PORT} "
                     f"accepting and hello answered; last error: {last_error or 'none'})"
                     f"{self._log_hint()}")
-            if now - last_status_check > 0.25 or attempts == 0:
+            if now - last_status_check > 0.25 or attempts == 0 or self._addr is None:
                 last_status_check = now
                 with contextlib.suppress(Exception):
                     c.reload()
@@ -409,9 +485,14 @@ class ContainerAdapter(LayerFaults, Adapter):
                                        f"{code}){self._log_hint()}")
             attempts += 1
             try:
-                self._addr = self._resolve_address()
-                sock = socket.create_connection(self._addr, timeout=max(
-                    0.05, min(1.0, deadline - time.monotonic())))
+                if self._addr is None:
+                    self._addr = self._resolve_address()
+                wait = max(0.05, min(1.0, deadline - time.monotonic()))
+                if self.network_mode == "none":
+                    assert self._netns_pid is not None
+                    sock = connect_in_netns(self._netns_pid, PORT, wait)
+                else:
+                    sock = socket.create_connection(self._addr, timeout=wait)
             except OSError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 time.sleep(delay)
@@ -430,11 +511,16 @@ class ContainerAdapter(LayerFaults, Adapter):
                 time.sleep(delay)
                 delay = min(delay * 2, 0.025)
                 continue
-            self._note(f"ready at {self._addr[0]}:{self._addr[1]} after {attempts} attempt(s)")
+            where = (f" in the network namespace of pid {self._netns_pid}"
+                     if self.network_mode == "none" else "")
+            self._note(f"ready at {self._addr[0]}:{self._addr[1]}{where} after {attempts} "
+                       "attempt(s)")
             return self._check_hello(ex)
 
     def _check_hello(self, ex: Exchange) -> Hello:
         assert ex.reply is not None
+        self._prestart = ex.reply["ok"] is True and isinstance(ex.reply.get("result"), dict) \
+            and ex.reply["result"].get("prestart") is True
         if not ex.reply["ok"]:
             err = ex.reply["error"]
             self._retire("hello refused, killed")

@@ -17,9 +17,11 @@ import socket
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
-from .engine import docker_client
+from .engine import API_TIMEOUT, docker_client
+from .logs import LOG_LINES
 
 if TYPE_CHECKING:
     import docker
@@ -142,31 +144,86 @@ def _remove_run_at_exit() -> None:
 
 class Resources:
     """One adapter's engine resources, which must be removed even if the adapter is never closed
-    (weakref.finalize, atexit).
+    (weakref.finalize, atexit): its containers (one per lifetime it started, and those made
+    ahead of need for its next lifetimes), its storage (a volume, or a layer), a network of
+    its own if any.
 
-    Holds no reference to the adapter, so the finalizer does not keep it alive.
+    Holds no reference to the adapter, so the finalizer does not keep it alive. `release`
+    may run on another thread than the adapter's (close() hands it to the background, an
+    interrupt closes from the main thread); a container made ahead of need is recorded with
+    `add_container` under the lock, and one made after the release is removed by its maker.
     """
 
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
+        self.lock = threading.Lock()
+        self.released = False
         self.sock: socket.socket | None = None
-        self.container_id: str | None = None
+        self.containers: list[str] = []  # ids, oldest first
+        self.logged: list[str] = []  # the containers whose log is the node's (its lifetimes)
+        self.ahead: list[Any] = []  # the next lifetimes' containers (or their makings)
         self.volume: str | None = None
-        self.network: str | None = None
+        self.network: str | None = None  # a network of the adapter's own (none by default)
         self.other_clients: list[docker.DockerClient] = []  # testcontainers' own
         self.layer: NodeLayer | None = None  # the crash-simulating filesystem at /data
+        self.keep_log = False  # take the lifetimes' log before removing them (into `log`)
+        self.log: str | None = None
+        self.spare_key: Any = None  # the lifetimes.FIRST key the adapter took spares by
+
+    @property
+    def container_id(self) -> str | None:
+        """The newest container (None before the first)."""
+        return self.containers[-1] if self.containers else None
+
+    def add_container(self, cid: str) -> bool:
+        """Record a container just created; False when released meanwhile (then the caller
+        removes it)."""
+        with self.lock:
+            if self.released:
+                return False
+            self.containers.append(cid)
+            return True
+
+    def release_before_layers_at_exit(self) -> None:
+        """At exit, `release` before the layers' own exit handlers run (they were
+        registered earlier: atexit runs the last one first): a layer is unmounted only once
+        no container uses it, else its unmount waits for its timeout."""
+        atexit.register(self.release)
 
     def release(self) -> None:
+        atexit.unregister(self.release)
+        with self.lock:
+            self.released = True
+            containers, self.containers = self.containers, []
+            ahead, self.ahead = self.ahead, []
+        key, self.spare_key = self.spare_key, None
+        if key is not None:
+            from .lifetimes import FIRST
+
+            FIRST.closed(key)
         sock, self.sock = self.sock, None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
-        cid, self.container_id = self.container_id, None
-        if cid is not None:
+        # a next lifetime not started yet is never made; one being made is waited for (it
+        # records its container, or, finding this released, removes it itself)
+        # (a making never waits for anything else: waiting on a worker is safe)
+        makings = [m for m in ahead if isinstance(m, Future) and not m.cancel()]
+        if makings:
+            wait(makings, timeout=API_TIMEOUT)
+        if self.keep_log and self.logged:
+            parts = []
+            for cid in self.logged:
+                with contextlib.suppress(Exception):
+                    raw = self.client.api.logs(cid, stdout=True, stderr=True, timestamps=True,
+                                               tail=LOG_LINES)
+                    parts.append(raw.decode("utf-8", errors="replace"))
+            self.log = "".join(p if p.endswith("\n") or not p else p + "\n" for p in parts)
+        for cid in containers:
             with contextlib.suppress(Exception):
                 self.client.api.remove_container(cid, force=True, v=True)
         layer, self.layer = self.layer, None
-        if layer is not None:  # after the container: nothing holds a file open any more
+        if layer is not None:  # after the containers: nothing holds a file open any more
             with contextlib.suppress(Exception):
                 layer.close()
         volume, self.volume = self.volume, None

@@ -1,10 +1,21 @@
 """Hardening for untrusted images, all on by default.
 
-- an `internal` user-defined bridge network of the adapter's own: no route out of it (no
-  internet, no other container, no DNS); the harness reaches the node at its IP on that bridge,
-  which works only where the harness runs on the engine's host. Its interface is named
-  `conf-<suffix>`, so one host firewall rule (`-i conf-+`) can also close the host's wildcard
-  listeners to every node. `network="published"` instead publishes the port on one host
+- no network at all (`network="none"`, the default where the harness runs as root on the
+  engine's host): the node's network namespace has only its loopback interface, and the
+  harness connects to 127.0.0.1:7070 from inside that namespace (transport.connect_in_netns,
+  setns(2)). No route anywhere, no other container, no host service, and no network
+  endpoint for the engine to set up and tear down at every start and kill (~0.25 s of
+  engine CPU per lifetime here, docs/performance.md, "Containers");
+- elsewhere, an `internal` user-defined bridge network: no route out of it (no internet, no DNS), and
+  no other container: one network per run (`run_network`), shared by the run's nodes, with
+  inter-container communication off (`enable_icc=false`: the engine drops traffic between
+  two containers of the bridge, so a node reaches no other node, of this case or of a case
+  running beside it under --jobs; tests/container/test_container_adapter.py checks it with a
+  second container). The harness reaches the node at its IP on that bridge, which works only
+  where the harness runs on the engine's host. Its interface is named `conf-<suffix>`, so one
+  host firewall rule (`-i conf-+`) can also close the host's wildcard listeners to every
+  node. (A network per case cost ~0.15 s of engine time to create and remove, for isolation
+  that icc=false gives as well.) `network="published"` instead publishes the port on one host
   address, on the default bridge (for remote engines or Docker Desktop), which gives the node
   the default bridge's outbound access: not hardened;
 - a non-root user: the image's USER, or DEFAULT_USER when that is root (its /data volume is
@@ -17,6 +28,8 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .transport import PORT
@@ -29,8 +42,8 @@ if TYPE_CHECKING:
     from .engine import ImageInfo
 
 DEFAULT_USER = "10001:10001"  # who runs an image whose own USER is root
-NetworkMode = Literal["internal", "published"]
-NETWORK_MODES: tuple[NetworkMode, ...] = ("internal", "published")
+NetworkMode = Literal["none", "internal", "published"]
+NETWORK_MODES: tuple[NetworkMode, ...] = ("none", "internal", "published")
 INTERFACE_PREFIX = "conf-"  # bridge interfaces of internal networks: a firewall can match "conf-+"
 TMP_DIR = "/tmp"
 
@@ -42,12 +55,48 @@ def run_user(info: ImageInfo, user: str | None) -> str:
 
 def create_internal_network(client: docker.DockerClient, name: str, suffix: str,
                             labels: dict[str, str]) -> str:
-    """A fresh internal bridge network (no route out) for one node; returns its name."""
+    """A fresh internal bridge network (no route out, no traffic between its containers);
+    returns its name."""
     net = client.networks.create(
         name, driver="bridge", internal=True, labels=labels, check_duplicate=True,
         # a recognizable interface name: a host firewall rule can match "conf-+"
-        options={"com.docker.network.bridge.name": f"{INTERFACE_PREFIX}{suffix}"})
+        options={"com.docker.network.bridge.name": f"{INTERFACE_PREFIX}{suffix}",
+                 "com.docker.network.bridge.enable_icc": "false"})
     return str(net.name)
+
+
+_networks: dict[str, str] = {}  # engine address -> this run's internal network there
+_networks_lock = threading.Lock()
+
+
+def run_network(client: docker.DockerClient, labels: dict[str, str]) -> str:
+    """This run's internal network on the engine of `client`, created at its first need and
+    shared by the run's nodes (removed at the run's end: cleanup.remove_run, at exit, or
+    `forget_networks`)."""
+    url = str(getattr(client.api, "base_url", ""))
+    with _networks_lock:
+        name = _networks.get(url)
+        if name is None:
+            suffix = uuid.uuid4().hex[:10]
+            name = _networks[url] = create_internal_network(
+                client, f"conformance-run-{suffix}", suffix, labels)
+        return name
+
+
+def forget_network(client: docker.DockerClient, name: str) -> None:
+    """`name` is gone (removed by a cleanup): the next `run_network` creates a new one."""
+    url = str(getattr(client.api, "base_url", ""))
+    with _networks_lock:
+        if _networks.get(url) == name:
+            del _networks[url]
+
+
+def forget_networks() -> list[str]:
+    """Forget the run's networks (the caller removes them); returns their names."""
+    with _networks_lock:
+        names = list(_networks.values())
+        _networks.clear()
+    return names
 
 
 def publish_port(tc: DockerContainer, host: str) -> None:
