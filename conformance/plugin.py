@@ -73,15 +73,21 @@ class _Run:
     started: float
     # the case items in the session's order (the order of a serial run), once collected
     cases: list[CaseItem] = field(default_factory=list)
-    # the results this process ran, by case index (on a worker, the first cases it ran to
-    # decide the give-up rule too)
+    # the results this process ran, by case index, for the give-up rule
     ran: dict[int, CaseResult] = field(default_factory=dict)
+    # the first cases an xdist worker ran to decide that rule though it was not given them,
+    # until it is (work stealing): then that result is the case's
+    probed: dict[int, CaseResult] = field(default_factory=dict)
     # the give-up rule's verdict, once decided: why the node never starts, or "" when it did
     stuck: str | None = None
     # the results of the report, by case index, from the cases' test reports
     results: dict[int, CaseResult] = field(default_factory=dict)
     # the cases whose test report came without a result (a worker crashed in them)
     lost: list[str] = field(default_factory=list)
+    # files that could not be collected (on an xdist controller: the workers' reports), and
+    # whether a suite file is among them
+    collect_errors: int = 0
+    suite_collect_error: bool = False
     impl: Implementation | None = None
     # set at the end of the session: where the report is, the profile lines, and why the
     # claimed profile failed the session (None when it did not)
@@ -216,7 +222,7 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         run = self.config.stash[_RUN]
-        result = run.ran.get(self.index)  # run already, if a worker needed it to decide
+        result = run.probed.pop(self.index, None)
         if result is None:
             stuck = _given_up(self.config, run) if self.index >= START_GIVE_UP else None
             result = not_run(self.case, stuck) if stuck else _run_case(self.config, self.case)
@@ -263,7 +269,7 @@ def _given_up(config: pytest.Config, run: _Run) -> str | None:
         for index, item in enumerate(run.cases[:START_GIVE_UP]):
             result = run.ran.get(index)
             if result is None:
-                result = run.ran[index] = _run_case(config, item.case)
+                result = run.ran[index] = run.probed[index] = _run_case(config, item.case)
             if not result.start_failure or reason not in ("", result.start_failure):
                 reason = ""
                 break
@@ -385,12 +391,20 @@ class _Gather:
             setattr(report, _OUTCOME, _Outcome(raw["index"], decode_result(raw["result"])))
         return report
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.run.collect_errors += 1
+            self.run.suite_collect_error |= self._in_suite_file(report.nodeid)
+
+    def _in_suite_file(self, nodeid: str) -> bool:
+        return _is_suite_file(self.config.rootpath / nodeid.split("::")[0])
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         outcome = getattr(report, _OUTCOME, None)
         if isinstance(outcome, _Outcome):
             self.run.results[outcome.index] = outcome.result
-        elif report.failed and report.when not in ("setup", "teardown") and _is_suite_file(
-                self.config.rootpath / report.nodeid.split("::")[0]):
+        elif report.failed and report.when not in ("setup", "teardown") and (
+                self._in_suite_file(report.nodeid)):
             # a case item's report without a result: the worker running it died (xdist
             # reports it as failed), or the plugin broke in it
             self.run.lost.append(report.nodeid)
@@ -403,8 +417,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = config.stash.get(_RUN, None)
     # an interrupted or broken session writes no report, as `conformance certify` does not;
     # under pytest-xdist only the controller writes it
-    if run is None or _is_xdist_worker(config) or not run.results or exitstatus not in (
+    if run is None or _is_xdist_worker(config) or exitstatus not in (
             pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return
+    if (run.collect_errors and (run.results or run.suite_collect_error)
+            and not config.getoption("continue_on_collection_errors")):
+        # a serial session stops at a collection error (an invalid suite file, an --impl
+        # that cannot be reached): no case runs, no report, exit status 2, as the CLI's usage
+        # error; pytest-xdist runs the other files' cases, but the verdict stays a serial one
+        run.report_line = (f"no report: {run.collect_errors} error(s) during collection "
+                           "(a serial run stops there)")
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        return
+    if not run.results:
         return
     if run.lost:
         run.report_line = (f"no report: the result of {len(run.lost)} case(s) never came back "

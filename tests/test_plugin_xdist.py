@@ -128,6 +128,23 @@ def test_a_node_that_never_starts(tmp_path: Path) -> None:
     assert statuses == (1, 1, 1)
 
 
+def test_an_invalid_suite_file_stops_it_as_it_stops_a_serial_run(tmp_path: Path) -> None:
+    """A serial pytest run stops at a file that does not collect (exit 2, no case run, no
+    report), as the CLI stops at a usage error; pytest-xdist runs the other files' cases,
+    but writes no report either and exits 2."""
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "entries.yaml").write_text(Path(ENTRIES).read_text(encoding="utf-8"))
+    (tmp_path / "bad.yaml").write_text("suite: bad\ndescription: x\ncases:\n  - id: 3\n")
+    files = ["good/entries.yaml", "bad.yaml"]
+    cli, _ = _cli(tmp_path, "run", *files)
+    serial, _ = _pytest(tmp_path, *files, "--conformance-out", "serial")
+    xdist, xdist_out = _pytest(tmp_path, *XDIST, *files, "--conformance-out", "xdist")
+    assert "no report: 1 error(s) during collection" in xdist_out, xdist_out[-2000:]
+    assert (cli, serial, xdist) == (2, 2, 2)
+    assert not (tmp_path / "serial").exists() and not (tmp_path / "xdist").exists()
+    assert not (tmp_path / "cli" / "report.json").exists()
+
+
 def _plugin(cwd: Path, name: str, body: str) -> None:
     """A plugin module for the pytest runs in `cwd` (-p NAME), wrapping session.run_case."""
     (cwd / f"{name}.py").write_text(
