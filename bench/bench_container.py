@@ -7,12 +7,14 @@
 One run measures, on the machine's real Docker engine:
 
 1. the crash-plus-restart cycle through ContainerAdapter (crash() = docker kill, wait until
-   the engine sees it stopped; start() = docker start of the same container, re-read its
-   address, connect, hello answered) against a bare `docker kill` + `docker start` of the
-   SAME container with the docker CLI (target: adapter / bare <= 1.5x), interleaved cycle
-   by cycle so that drift hits both alike. For context: the same bare cycle through the
-   Docker SDK (no CLI process start-up), and the bare SDK cycle plus waiting until the node
-   answers hello on a fresh connection (what "ready" costs beyond the engine);
+   the engine sees it stopped; start() = the next lifetime's container, made ahead of need
+   on the same storage because the reference says prestart, or else docker start of the
+   same container; connect, hello answered) against a bare `docker kill` + `docker start`
+   of the container the adapter runs, with the docker CLI (target: adapter / bare <=
+   1.5x), interleaved cycle by cycle so that drift hits both alike. For context: the same
+   bare cycle through the Docker SDK (no CLI process start-up), and the bare SDK cycle plus
+   waiting until the node answers hello on a fresh connection (what "ready" costs beyond
+   the engine);
 2. the parts of one adapter lifetime: construction, first start (network, volume,
    container), close (container, volume and network removed);
 3. the wall time of the full suite (every case of suites/, or those `-k EXPR` selects)
@@ -58,11 +60,22 @@ def _stats(xs: list[float]) -> dict[str, float]:
             "p90_ms": xs[min(len(xs) - 1, int(len(xs) * 0.9))] * 1e3, "n": len(xs)}
 
 
-def _hello_ready(addr: tuple[str, int], deadline: float) -> None:
-    """Wait until a fresh connection to addr answers hello (the bare cycle's 'ready')."""
+def _hello_ready(container: Any, network_mode: str, deadline: float) -> None:
+    """Wait until a fresh connection to the node answers hello (the bare cycle's 'ready'):
+    at its IP on the internal network, or inside its network namespace (network none)."""
+    from conformance.adapters.container.transport import connect_in_netns
+
+    container.reload()
+    if network_mode == "none":
+        pid = int(container.attrs["State"]["Pid"])
+    else:
+        nets = container.attrs["NetworkSettings"]["Networks"]
+        ip = next(iter(nets.values()))["IPAddress"]
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(addr, timeout=1.0) as s:
+            conn = (connect_in_netns(pid, 7070, 1.0) if network_mode == "none"
+                    else socket.create_connection((ip, 7070), timeout=1.0))
+            with conn as s:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 s.sendall(b'{"id":1,"op":"hello","versions":[1],"harness":"bench"}\n')
                 if s.makefile("rb").readline():
@@ -84,8 +97,6 @@ def bench_cycles(image: str, cycles: int) -> dict[str, Any]:
         first_start = time.monotonic() - t0
         adapter.request("open")
         assert adapter.container is not None and adapter.address is not None
-        cid = str(adapter.container.id)
-        sdk_container = client.containers.get(cid)
         rows: dict[str, list[float]] = {"adapter": [], "bare_cli": [], "bare_sdk": [],
                                         "bare_sdk_ready": []}
         for _ in range(cycles):
@@ -93,6 +104,11 @@ def bench_cycles(image: str, cycles: int) -> dict[str, Any]:
             adapter.crash()
             adapter.start("synced")
             rows["adapter"].append(time.monotonic() - t0)
+            # the bare cycles on the container the adapter runs now (a restart may be a
+            # new container, made ahead of need: the reference says prestart)
+            assert adapter.container is not None
+            cid = str(adapter.container.id)
+            sdk_container = client.containers.get(cid)
 
             t0 = time.monotonic()
             subprocess.run(["docker", "kill", cid], check=True, capture_output=True)
@@ -109,9 +125,7 @@ def bench_cycles(image: str, cycles: int) -> dict[str, Any]:
             sdk_container.kill()
             sdk_container.wait(condition="not-running")
             sdk_container.start()
-            sdk_container.reload()
-            ip = next(iter(sdk_container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-            _hello_ready((ip, 7070), time.monotonic() + 60)
+            _hello_ready(sdk_container, adapter.network_mode, time.monotonic() + 60)
             rows["bare_sdk_ready"].append(time.monotonic() - t0)
         t0 = time.monotonic()
         adapter.close()
@@ -134,7 +148,10 @@ def bench_cycles(image: str, cycles: int) -> dict[str, Any]:
 
 
 def export_tree(rev: str, where: Path) -> Path:
-    """The tree of git revision `rev`, exported under `where`."""
+    """The tree of git revision `rev`, exported under `where` (`rev` may also name a
+    directory that holds such a tree already)."""
+    if Path(rev).is_dir():
+        return Path(rev).resolve()
     tree = where / f"tree-{rev.replace('/', '_')}"
     tree.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True,
@@ -219,7 +236,8 @@ def main() -> int:
     ap.add_argument("--jobs", default="1,2",
                     help="comma-separated --jobs values for the suite runs (default 1,2)")
     ap.add_argument("--before", metavar="REV", default=None,
-                    help="also run the suite from the tree of git revision REV")
+                    help="also run the suite from the tree of git revision REV (or from "
+                         "the directory REV, a tree exported before)")
     ap.add_argument("--spares-off", action="store_true",
                     help="also run the suite with CONFORMANCE_SPARES=off")
     ap.add_argument("-k", dest="k", default=None,

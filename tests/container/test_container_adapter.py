@@ -72,8 +72,14 @@ def _gone(client: Any, kind: str, name: str) -> bool:
     return False
 
 
-def test_crash_and_restart_keep_the_volume(images: dict[str, str]) -> None:
-    with ContainerAdapter(REFERENCE_IMAGE, name="lifecycle", use_layer=False) as a:
+@pytest.mark.parametrize("spares", ["auto", "off"])
+def test_crash_and_restart_keep_the_volume(images: dict[str, str], spares: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart is a new process on the same volume: `docker start` of the same container,
+    or, for a node that said prestart (the reference does), a new container of the image
+    made ahead of need on the same volume (CONFORMANCE_SPARES=off: always the former)."""
+    monkeypatch.setenv("CONFORMANCE_SPARES", spares)
+    with ContainerAdapter(REFERENCE_IMAGE, name=f"lifecycle-{spares}", use_layer=False) as a:
         a.start("synced")
         assert a.container is not None
         cid, volume = a.container.id, a.volume_name
@@ -88,8 +94,16 @@ def test_crash_and_restart_keep_the_volume(images: dict[str, str]) -> None:
         with pytest.raises(AdapterError, match="not running"):
             a.request("get", key="a")
 
-        a.start("synced")  # the same container, its volume intact, its address re-read
-        assert a.container.id == cid and a.volume_name == volume and a.alive()
+        killed = a.container
+        a.start("synced")  # a new process on the same volume, its address re-read
+        assert a.volume_name == volume and a.alive()
+        if spares == "off":  # docker start of the same container
+            assert a.container.id == cid
+        else:  # the container made ahead of need, on the same volume
+            assert a.container.id != cid
+            assert any(m["Name"] == volume for m in a.container.attrs["Mounts"])
+            killed.reload()
+            assert killed.status == "exited"  # the previous lifetime stays dead
         opened = a.request("open").reply
         assert opened is not None and opened["result"]["have"] == 1
         assert a.request("get", key="a").reply["result"] == {"value": "1"}  # type: ignore[index]
@@ -126,10 +140,11 @@ def test_published_mode_rereads_the_host_port(images: dict[str, str]) -> None:
     print(f"host ports over 3 starts: {sorted(ports)}")
 
 
-def test_hardening(images: dict[str, str]) -> None:
-    with ContainerAdapter(REFERENCE_IMAGE) as a:
+@pytest.mark.parametrize("network", ["none", "internal"])
+def test_hardening(images: dict[str, str], network: str) -> None:
+    with ContainerAdapter(REFERENCE_IMAGE, network=network) as a:  # type: ignore[arg-type]
         a.start("synced")
-        assert a.container is not None and a.network_name is not None
+        assert a.container is not None
         host = a.container.attrs["HostConfig"]
         assert host["ReadonlyRootfs"] is True
         assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
@@ -140,15 +155,11 @@ def test_hardening(images: dict[str, str]) -> None:
         assert "/tmp" in host["Tmpfs"] and "noexec" in host["Tmpfs"]["/tmp"]
         assert not host["PortBindings"]  # nothing published on the host
         assert a.container.attrs["Config"]["User"] not in ("", "root", "0")
-        import docker
-
-        client = docker.from_env()
-        try:
-            net = client.networks.get(a.network_name)
-            assert net.attrs["Internal"] is True
-            assert list(net.attrs["Containers"]) == [a.container.id]  # alone on its network
-        finally:
-            client.close()
+        if network == "none":  # loopback only; the harness connected from inside
+            assert host["NetworkMode"] == "none" and a.network_name is None
+            assert a.address == ("127.0.0.1", 7070)
+        else:
+            _internal_network_isolates(a)
         probe = textwrap.dedent("""
             import json, os, socket
             out = {"uid": os.getuid()}
@@ -184,6 +195,31 @@ def test_hardening(images: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("use_layer", [False, True], ids=["volume", "crashfs"])
+def _internal_network_isolates(a: ContainerAdapter) -> None:
+    """The run's internal network: no route out, and no traffic between its containers
+    (icc off), checked from a second node's container on the same network."""
+    import docker
+
+    assert a.network_name is not None and a.address is not None and a.container is not None
+    client = docker.from_env()
+    try:
+        net = client.networks.get(a.network_name)
+        assert net.attrs["Internal"] is True
+        assert net.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    finally:
+        client.close()
+    with ContainerAdapter(REFERENCE_IMAGE, network="internal", name="neighbour",
+                          use_layer=False) as b:
+        b.start("synced")
+        assert b.network_name == a.network_name and b.container is not None
+        probe = ("import socket; s = socket.socket(); s.settimeout(2)\n"
+                 f"try:\n    s.connect(({a.address[0]!r}, 7070)); print('connected')\n"
+                 "except OSError as exc:\n    print(type(exc).__name__)")
+        res = b.container.exec_run(["python3", "-c", probe])
+        assert res.output.decode().strip() != "connected"  # not the node next door
+        assert a.request("open").reply is not None  # while the harness still reaches it
+
+
 def test_a_root_image_runs_as_a_non_root_user_with_a_writable_volume(
         images: dict[str, str], use_layer: bool) -> None:
     with ContainerAdapter(images["base"], command=["python3", "-c", FAKE_NODE],
@@ -269,13 +305,16 @@ def test_power_loss_drops_what_the_node_did_not_sync(images: dict[str, str]) -> 
         assert a.request("apply", index=2, entry=PUT_B).reply is not None  # not synced
         a.power_loss("drop_all")
         assert not a.alive()
-        a.start("unsynced")  # docker start of the same container, on what survived
+        a.start("unsynced")  # a new process (prestart: a new container) on what survived
         opened = a.request("open").reply
         assert opened is not None and opened["result"]["have"] == 1  # entry 2 is gone
         assert "power loss (drop_all" in a.logs()
         counters = a.sync_counters()
         assert counters is not None and counters["fsyncs"] >= 1
         assert mountpoint in _crashfs_mounts()
+    from conformance.adapters.container.lifetimes import settle
+
+    assert settle(120)  # close() removes in the background
     assert mountpoint not in _crashfs_mounts()  # close() unmounted it
 
 
@@ -299,23 +338,31 @@ def test_power_loss_is_unavailable_away_from_the_engine_host(images: dict[str, s
             a.power_loss("drop_all")
 
 
-def test_close_removes_container_volume_and_network(images: dict[str, str]) -> None:
+def test_close_removes_containers_and_volume(images: dict[str, str]) -> None:
+    """close() removes every container of the adapter (its lifetimes', and one made ahead
+    of need for a next lifetime) and its volume, in the background (settle() waits); the
+    run's network is the run's (removed at its end: drain(), or at exit)."""
     import docker
+    from conformance.adapters.container.lifetimes import settle
 
-    a = ContainerAdapter(REFERENCE_IMAGE, use_layer=False)
+    a = ContainerAdapter(REFERENCE_IMAGE, use_layer=False, network="internal",
+                         name="close-removes")
+    a.start("synced")
+    a.crash()
     a.start("synced")
     assert a.container is not None and a.volume_name and a.network_name
-    cid, volume, network = a.container.id, a.volume_name, a.network_name
+    cids, volume = list(a._res.containers), a.volume_name
     a.close()
     a.close()  # idempotent
+    assert settle(120)
     client = docker.from_env()
     try:
-        assert _gone(client, "containers", cid)
+        assert all(_gone(client, "containers", cid) for cid in cids)
         assert _gone(client, "volumes", volume)
-        assert _gone(client, "networks", network)
     finally:
         client.close()
-    assert "listening on 0.0.0.0:7070" in a.logs()  # the log outlives the container
+    log = a.logs()  # the log outlives the containers: every lifetime's
+    assert log.count("listening on 0.0.0.0:7070") >= 2
 
 
 def _child_script(body: str) -> str:
@@ -348,27 +395,32 @@ def test_nothing_leaks_after_ctrl_c(images: dict[str, str]) -> None:
     run_id = f"test-sigint-{uuid.uuid4().hex[:8]}"
     proc = _spawn("time.sleep(600)\n", run_id)
     left = list_run(run_id)
-    assert len(left["containers"]) == 1 and len(left["volumes"]) == 1
+    # its node's container (and the next lifetime's, made ahead of need) and its volume
+    assert len(left["containers"]) >= 1 and len(left["volumes"]) == 1
     proc.send_signal(signal.SIGINT)  # Ctrl-C: KeyboardInterrupt, then finalizers and atexit
     proc.wait(timeout=60)
     assert list_run(run_id) == {"containers": [], "volumes": [], "networks": []}
 
 
-def test_nothing_leaks_after_ctrl_c_during_a_certification(images: dict[str, str]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_nothing_leaks_after_ctrl_c_during_a_certification(images: dict[str, str],
+                                                           signum: int) -> None:
+    """Interrupted in the middle of a --jobs 2 run: two cases in flight, containers made
+    ahead of need, removals under way; none of it is left (nor a FUSE mount)."""
     run_id = f"test-cli-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "CONFORMANCE_RUN_ID": run_id}
     proc = subprocess.Popen(
         [sys.executable, "-m", "conformance.cli", "run", "suites", "--image", REFERENCE_IMAGE,
-         "--out", str(ROOT / "reports" / "container-interrupted")],
+         "--jobs", "2", "--out", str(ROOT / "reports" / "container-interrupted")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not any(list_run(run_id).values()) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # somewhere inside a case
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 128 + signum, err[-2000:]
     assert "interrupted" in err
     assert list_run(run_id) == {"containers": [], "volumes": [], "networks": []}
     assert _crashfs_mounts_of(proc.pid) == []  # its layers (and spare) are unmounted
