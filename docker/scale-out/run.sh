@@ -158,8 +158,13 @@ if [[ "${FORCE_BUILD:-}" == 1 || "$have" != "$source_id" ]]; then
         >"$workdir/pip.log" 2>&1 || {
         tail -n 20 "$workdir/pip.log" >&2; fail "pip download of the worker's dependencies"; }
     log "wheels for the worker ($REV): $(ls "$workdir/worker-context/wheels" | wc -l) in $(( $(date +%s) - t0 ))s"
+    old=$(docker image inspect -f '{{.Id}}' "$WORKER_IMAGE" 2>/dev/null || true)
     build "$WORKER_IMAGE" "$HERE/Dockerfile.worker" "$workdir/worker-context" \
         --label "conformance.source-tree=$source_id"
+    # the image it replaced, now untagged (kept when a container still uses it)
+    if [[ -n "$old" && "$old" != "$(docker image inspect -f '{{.Id}}' "$WORKER_IMAGE")" ]]; then
+        docker rmi "$old" >/dev/null 2>&1 || true
+    fi
 else
     log "$WORKER_IMAGE is up to date ($REV)"
 fi
