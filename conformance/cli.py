@@ -35,6 +35,7 @@ from pathlib import Path
 from . import __version__, explore, interrupts, mutation
 from .cases import Case, CaseResult
 from .catalog import Catalog, CatalogError, load_catalog
+from .explore import collect
 from .explore.budget import DEFAULT_SEQUENCES, Exploration, explore_for_certificate
 from .impls import Implementation, ImplementationUnavailable, identify, resolve
 from .leftovers import sweep_once
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("paths", type=Path, nargs="*")
     mutation.add_parser(sub)
     explore.add_parser(sub)
+    collect.add_parser(sub)
     return ap
 
 
@@ -410,6 +412,8 @@ def _main(args: argparse.Namespace, command: str) -> int:
             return mutation.command(args, catalog, command)
         if args.command == "explore":
             return explore.command(args)
+        if args.command == "collect":
+            return collect.command(args)
     except (SuiteError, CatalogError, ExpectationsError, UsageError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
