@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     impls = args.impl or ["reference", "reference-process"]
     if args.quick:
-        args.examples, args.steps, args.time = min(args.examples, 100), min(args.steps, 5), \
+        args.examples, args.steps, args.time = min(args.examples, 100), min(args.steps, 3), \
             min(args.time, 2.0)
     figures: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
