@@ -3,7 +3,7 @@
 Hypothesis and the in-process reference are bound by the interpreter's lock, and a
 campaign patches Hypothesis' engine module for its duration (engine.py), so campaigns run
 side by side only in separate processes. Each worker is a plain `python -m
-conformance.explore.workers` process, the same as the `conformance` command in what it
+conformance.explore.worker_process` process, the same as the `conformance` command in what it
 cleans up (its nodes, temporary directories and mounts, at exit or on SIGTERM), that:
 
 1. reads a `Recipe` on its stdin and resolves the implementation itself, as the command
@@ -86,7 +86,7 @@ class _Worker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
         env[PARENT_ENV] = str(os.getpid())
-        self.proc = subprocess.Popen([sys.executable, "-m", "conformance.explore.workers"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "conformance.explore.worker_process"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._stdin: IO[bytes] = self.proc.stdin
@@ -210,7 +210,8 @@ def _die_with_parent() -> None:
         sys.exit(1)
 
 
-def _worker_main() -> int:
+def worker_main() -> int:
+    """A worker's life (module doc); its exit status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     out = os.fdopen(os.dup(1), "wb")
@@ -262,6 +263,3 @@ def _serve(source: IO[bytes], send: Callable[[object], None]) -> int:
             return 1
 
 
-
-if __name__ == "__main__":
-    sys.exit(_worker_main())
