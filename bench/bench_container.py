@@ -20,8 +20,9 @@ One run measures, on the machine's real Docker engine:
 3. the wall time of the full suite (every case of suites/, or those `-k EXPR` selects)
    against the image: `conformance run suites --image IMAGE --jobs N` for every N of
    `--jobs` (default 1,2), each in a process of its own; with `--before REV` the same
-   from the tree of git revision REV (exported), and with `--spares-off` this tree with
-   CONFORMANCE_SPARES=off, all in the same run, the variants in order for each N. Every
+   from the tree of git revision REV (exported), with `--next-off` this tree with
+   CONFORMANCE_CONTAINER_NEXT=off and with `--spares-off` with CONFORMANCE_SPARES=off, all
+   in the same run, the variants in order for each N. Every
    report is compared with this tree's serial one, without its timing fields: they must
    be identical (not with --no-suite).
 
@@ -192,11 +193,14 @@ def run_suite(tree: Path, image: str, jobs: int, out: Path, k: str | None,
 
 
 def bench_suite(image: str, jobs: list[int], before: str | None, spares_off: bool,
-                k: str | None) -> dict[str, Any]:
+                k: str | None, next_off: bool = False) -> dict[str, Any]:
     """The suite's wall time for every variant and --jobs N, in one run (see the module doc)."""
     work = Path(tempfile.mkdtemp(prefix="bench-container-"))
     try:
         variants: list[tuple[str, Path, dict[str, str]]] = [("this tree", REPO, {})]
+        if next_off:
+            variants.append(("this tree, next lifetimes not made ahead", REPO,
+                             {"CONFORMANCE_CONTAINER_NEXT": "off"}))
         if spares_off:
             variants.append(("this tree, spares off", REPO, {"CONFORMANCE_SPARES": "off"}))
         if before:
@@ -240,6 +244,9 @@ def main() -> int:
                          "the directory REV, a tree exported before)")
     ap.add_argument("--spares-off", action="store_true",
                     help="also run the suite with CONFORMANCE_SPARES=off")
+    ap.add_argument("--next-off", action="store_true",
+                    help="also run the suite with CONFORMANCE_CONTAINER_NEXT=off (first "
+                         "lifetimes made ahead of need, restarts by docker start)")
     ap.add_argument("-k", dest="k", default=None,
                     help="only the cases this expression selects (as `conformance run -k`)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -265,7 +272,8 @@ def main() -> int:
     if not args.no_suite:
         what = f"the cases -k {args.k!r} selects" if args.k else "the full suite"
         print(f"\n## {what} against {args.image}, --jobs {args.jobs}\n", flush=True)
-        suite = bench_suite(args.image, jobs, args.before, args.spares_off, args.k)
+        suite = bench_suite(args.image, jobs, args.before, args.spares_off, args.k,
+                            args.next_off)
         figures["suite"] = suite
         print_suite(suite)
     if args.json:

@@ -7,6 +7,7 @@ and their absence is an EngineUnavailable, like an engine that does not answer.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,12 +37,23 @@ def docker_client() -> docker.DockerClient:
     except ImportError as exc:
         raise EngineUnavailable(f"{exc.name} is not installed: pip install "
                                 "'applied-index-conformance[container]'") from exc
+    where = os.environ.get("DOCKER_HOST", "")
     try:
-        client = docker.from_env(timeout=API_TIMEOUT)
+        # the API version the engine gave the first client (one /version call less each)
+        client = docker.from_env(timeout=API_TIMEOUT, version=_versions.get(where))
         client.ping()
     except Exception as exc:  # noqa: BLE001 - docker raises many kinds here
         raise EngineUnavailable(f"no Docker engine is reachable: {exc}") from exc
+    _versions[where] = str(client.api.api_version)
     return client
+
+
+_versions: dict[str, str] = {}  # DOCKER_HOST -> the API version its engine speaks
+
+
+def api_version(client: docker.DockerClient) -> str:
+    """The API version `client` speaks (for another client of the same engine)."""
+    return str(client.api.api_version)
 
 
 def engine_problem() -> str | None:

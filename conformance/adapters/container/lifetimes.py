@@ -40,7 +40,7 @@ from .. import spares
 from ..base import AdapterError
 from ..layer import LayerFailed, NodeLayer
 from .cleanup import Resources, remove_run, run_labels
-from .engine import docker_client
+from .engine import API_TIMEOUT, api_version, docker_client
 from .hardening import (
     TMP_DIR,
     NetworkMode,
@@ -147,7 +147,10 @@ def _container(spec: Spec, res: Resources, name: str, storage: Storage) -> Lifet
     testcontainers_config.ryuk_disabled = True
     labels = run_labels(**{"conformance.image": spec.image})
     for attempt in (1, 2):
-        tc = DockerContainer(spec.image, name=name)
+        # (its own client, told the API version: no /version call)
+        tc = DockerContainer(spec.image, name=name,
+                             docker_client_kw={"version": api_version(res.client),
+                                               "timeout": API_TIMEOUT})
         if spec.command is not None:
             tc.with_command(list(spec.command))
         mount_data(tc, storage.data)
