@@ -194,7 +194,6 @@ def test_hardening(images: dict[str, str], network: str) -> None:
         assert out["caps"] == ["0000000000000000"] and out["no_new_privs"] == ["1"]
 
 
-@pytest.mark.parametrize("use_layer", [False, True], ids=["volume", "crashfs"])
 def _internal_network_isolates(a: ContainerAdapter) -> None:
     """The run's internal network: no route out, and no traffic between its containers
     (icc off), checked from a second node's container on the same network."""
@@ -220,6 +219,7 @@ def _internal_network_isolates(a: ContainerAdapter) -> None:
         assert a.request("open").reply is not None  # while the harness still reaches it
 
 
+@pytest.mark.parametrize("use_layer", [False, True], ids=["volume", "crashfs"])
 def test_a_root_image_runs_as_a_non_root_user_with_a_writable_volume(
         images: dict[str, str], use_layer: bool) -> None:
     with ContainerAdapter(images["base"], command=["python3", "-c", FAKE_NODE],

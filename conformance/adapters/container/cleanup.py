@@ -2,8 +2,10 @@
 
 Everything created carries the labels `conformance.managed=true`, `conformance.run=<RUN_ID>`
 (one id per harness process), `conformance.pid` and `conformance.host`. `close()` removes the
-container, the volume and the network (Resources.release); a `weakref.finalize` does it if the
-adapter is dropped, an atexit hook removes whatever this run still has (Ctrl-C included), and
+adapter's containers, its volume and its layer, in the background (Resources.release, on
+lifetimes' threads, which are joined before the interpreter's exit handlers run); a
+`weakref.finalize` does it if the adapter is dropped, the run's internal network is removed
+with the run, an atexit hook removes whatever this run still has (Ctrl-C included), and
 the first adapter of a run removes what runs whose process is gone (SIGKILL, power off) left
 behind. `python -m conformance.adapters.container [--prune]` lists (or removes) what is left.
 """
