@@ -4,7 +4,7 @@ The handwritten suites alone once certified a real library that exploration reje
 within seconds (docs/real-world.md). So `conformance certify` explores the implementation
 for a fixed number of generated sequences (`--explore N`, default `DEFAULT_SEQUENCES`;
 `--explore 0` skips it) with the run's seed and no example database: the same seed and
-budget give the same sequences, findings and fixtures (campaign.py, "Reproducible"), so
+budget give the same sequences, findings and fixtures (run.py, "Reproducible"), so
 the verdict is reproducible, and the certificate prints both.
 
 Each finding that survives verification (it replays red on the implementation at the

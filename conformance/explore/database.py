@@ -6,7 +6,7 @@
 
 The example database is where Hypothesis keeps the failing sequences of earlier runs (and a
 few interesting ones); the first campaign of a run replays them before generating anything
-(campaign.py). A directory is private to a machine. A Redis server makes it one database
+(run.py, campaign.py). A directory is private to a machine. A Redis server makes it one database
 for every worker of a campaign spread over many machines: what one worker found, the next
 worker to start replays first (docs/scale-out.md). The YAML fixtures each worker writes stay
 the record; the database is a cache (entries expire after `EXPIRE_AFTER` unused).
