@@ -312,7 +312,9 @@ class Made:
         self.notes.append((now(), text))
 
     def release(self) -> None:
-        self.finalizer()
+        """Removed in the background (a spare evicted, or cleared, is nobody's wait)."""
+        if self.finalizer.detach() is not None:
+            reclaim(self.res.release)
 
 
 NEXT_ENV = "CONFORMANCE_CONTAINER_NEXT"
