@@ -13,8 +13,13 @@ start of every run, removes
 - the crash-simulating filesystem mounts inside their directories (unmounted lazily), and
 - the directories whose owner is gone.
 
-A directory without a readable marker, of another user, of another host, or whose owner
-still runs is never touched; containers are swept the same way by their labels
+A directory is made under a hidden staging name that carries its maker's pid and start
+time (`.conformance-<pid>.<start>.<random>`), gets its marker there, and only then takes
+its name (`conformance-<random>`): a harness killed between the two steps (a few ms, other
+threads may run in between) leaves a staging directory, which the sweep removes when the
+process its name gives (on this host, in this pid namespace) is gone. A directory of
+another user, of another host, whose owner still runs, or with neither a readable marker
+nor such a name is never touched; containers are swept the same way by their labels
 (conformance/adapters/container/cleanup.py).
 """
 
@@ -50,11 +55,19 @@ _PRUNE_AT = 256  # entries before those already removed are forgotten
 
 
 def make_temp_dir(prefix: str = PREFIX) -> Path:
-    """A fresh temporary directory with this harness's marker in it (written atomically:
-    a sweep that sees no marker yet leaves the directory alone). It is removed at exit if
-    it is still there (its owner was interrupted before it took it)."""
-    with critical():  # made and recorded as one
-        path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A fresh temporary directory with this harness's marker in it (it takes its name only
+    once marked: module doc). It is removed at exit if it is still there (its owner was
+    interrupted before it took it)."""
+    owner = Owner.current()
+    record = {"host": owner.host, "boot": owner.boot, "ns": owner.ns, "pid": owner.pid,
+              "start": owner.start}
+    with critical():  # made, marked and recorded as one (a SIGKILL: the module doc)
+        staging = Path(tempfile.mkdtemp(prefix=f".{prefix}{owner.pid}.{owner.start}."))
+        (staging / MARKER).write_text(json.dumps(record) + "\n")
+        path = staging.with_name(prefix + staging.name.rsplit(".", 1)[1])
+        while path.exists():  # (as unlikely as two equal draws of mkdtemp's 8 characters)
+            path = staging.with_name(path.name + "x")
+        os.rename(staging, path)
         with _made_lock:
             if _atexit_for[0] != os.getpid():
                 _atexit_for[0] = os.getpid()
@@ -63,12 +76,6 @@ def make_temp_dir(prefix: str = PREFIX) -> Path:
                 for old in [p for p in _made if not p.exists()]:
                     del _made[old]
             _made[path] = os.getpid()
-    owner = Owner.current()
-    record = {"host": owner.host, "boot": owner.boot, "ns": owner.ns, "pid": owner.pid,
-              "start": owner.start}
-    tmp = path / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(record) + "\n")
-    os.replace(tmp, path / MARKER)
     return path
 
 
@@ -94,6 +101,19 @@ def owner_of(path: Path) -> Owner | None:
                      str(data["ns"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+_STAGING = re.compile(r"^\.conformance-(?:[a-z]+-)*(\d+)\.(\d+)\.")
+
+
+def owner_by_name(path: Path) -> Owner | None:
+    """The maker of a staging directory (make_temp_dir) as its name says, as a process of
+    this host and pid namespace; None for any other name."""
+    m = _STAGING.match(path.name)
+    if m is None:
+        return None
+    here = Owner.current()
+    return Owner(here.host, here.boot, int(m.group(1)), int(m.group(2)), here.ns)
 
 
 def mounts_under(path: Path) -> list[Path]:
@@ -155,7 +175,8 @@ def sweep(root: Path | None = None) -> Swept:
         return out
     me = os.geteuid()
     for path in entries:
-        if not path.name.startswith(PREFIX):
+        staging = path.name.startswith("." + PREFIX)
+        if not path.name.startswith(PREFIX) and not staging:
             continue
         try:
             if not path.is_dir() or path.is_symlink() or path.stat().st_uid != me:
@@ -163,6 +184,8 @@ def sweep(root: Path | None = None) -> Swept:
         except OSError:
             continue
         owner = owner_of(path)
+        if owner is None and staging:  # killed before its marker was written
+            owner = owner_by_name(path)
         if owner is None or not owner.gone():
             continue
         for point in mounts_under(path):

@@ -77,7 +77,9 @@ def wait_marked(mark: str, within: float = 20.0) -> list[str]:
 
 
 def temp_leftovers(tmp: Path) -> list[str]:
-    return sorted(p.name for p in tmp.iterdir() if p.name.startswith("conformance-"))
+    """The harness's directories in `tmp`, its staging ones (`.conformance-...`) included."""
+    return sorted(p.name for p in tmp.iterdir()
+                  if p.name.startswith(("conformance-", ".conformance-")))
 
 
 def default_sigint() -> None:

@@ -298,6 +298,29 @@ def test_a_sweep_removes_only_the_directories_of_dead_owners(tmp_dirs: Path) -> 
     assert live.exists() and other_host.exists() and unmarked.exists() and not_ours.exists()
 
 
+def test_a_directory_killed_before_its_marker_is_swept_by_its_name(tmp_dirs: Path) -> None:
+    """A harness killed between making a directory and writing its marker (other threads
+    may run in between: seen once in a loaded CI run) leaves its staging directory, with no
+    marker; the staging name says whose it was. Before, such a directory had the final name
+    and no marker, and nothing ever removed it."""
+    me = reaper.Owner.current()
+    gone = tmp_dirs / f".conformance-{me.pid}.{me.start + 1}.abcdefgh"  # this pid, another start
+    gone_layer = tmp_dirs / f".conformance-layer-{me.pid}.{me.start + 1}.abcdefgh"
+    alive = tmp_dirs / f".conformance-{me.pid}.{me.start}.abcdefgh"  # this process: being made
+    marked_alive = tmp_dirs / f".conformance-{me.pid}.{me.start + 1}.marked"
+    unmarked_final = tmp_dirs / "conformance-abcdefgh"  # no marker, no owner: never touched
+    for path in (gone, gone_layer, alive, marked_alive, unmarked_final):
+        path.mkdir()
+    _marker(marked_alive)  # the marker wins over the name
+    made = leftovers.make_temp_dir()
+    assert leftovers.owner_of(made) == me and not made.name.startswith(".")
+    assert not any(p.name.startswith(f".conformance-{me.pid}.{me.start}.") and p != alive
+                   for p in tmp_dirs.iterdir())  # the staging name is gone once it is made
+    swept = leftovers.sweep(tmp_dirs)
+    assert sorted(swept.dirs) == sorted([gone, gone_layer])
+    assert alive.exists() and marked_alive.exists() and unmarked_final.exists() and made.exists()
+
+
 def test_a_sweep_kills_the_nodes_of_dead_harnesses_only(tmp_dirs: Path) -> None:
     import subprocess
 
