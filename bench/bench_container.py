@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_node_lifetimes import export_tree  # (run as a script: bench/ is on sys.path)
+
 from conformance.adapters.container import ContainerAdapter, EngineUnavailable, engine_problem
 
 DEFAULT_IMAGE = "applied-index-conformance/reference:latest"
@@ -146,19 +148,6 @@ def bench_cycles(image: str, cycles: int) -> dict[str, Any]:
     out["lifetime_ms"] = {"construct": construct * 1e3, "first_start": first_start * 1e3,
                           "close": close * 1e3}
     return out
-
-
-def export_tree(rev: str, where: Path) -> Path:
-    """The tree of git revision `rev`, exported under `where` (`rev` may also name a
-    directory that holds such a tree already)."""
-    if Path(rev).is_dir():
-        return Path(rev).resolve()
-    tree = where / f"tree-{rev.replace('/', '_')}"
-    tree.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True,
-                             check=True, timeout=120).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=120)
-    return tree
 
 
 def _report(out: Path) -> dict[str, Any]:

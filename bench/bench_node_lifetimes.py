@@ -242,7 +242,10 @@ def bench_cycles(figures: dict[str, Any], n: int) -> None:
 
 
 def export_tree(rev: str, where: Path) -> Path:
-    """The tree of git revision `rev`, exported under `where`."""
+    """The tree of git revision `rev`, exported under `where` (`rev` may also name a
+    directory that holds such a tree already)."""
+    if Path(rev).is_dir():
+        return Path(rev).resolve()
     tree = where / f"tree-{rev.replace('/', '_')}"
     tree.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True,

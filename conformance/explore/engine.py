@@ -63,6 +63,22 @@ def _engine() -> Any:
 
 
 @contextlib.contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """`owner.<name>` set to `value` for the duration, then restored; left alone when
+    `value` is None (nothing to change) or `owner` has no such attribute (a Hypothesis
+    release without it: its own behaviour then)."""
+    saved = getattr(owner, name, None)
+    if value is None or saved is None:
+        yield
+        return
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
+
+
+@contextlib.contextmanager
 def engine_clock(clock: StepClock | None) -> Iterator[None]:
     """Run Hypothesis' engine on `clock` (None: the real one). The engine reads the module
     `time` it imported (`time.monotonic()`, `time.perf_counter()`) for two decisions: to
@@ -70,16 +86,8 @@ def engine_clock(clock: StepClock | None) -> Iterator[None]:
     MAX_SHRINKING_SECONDS; both compare two readings, so a clock that starts at 0 with each
     campaign decides as one that counts the whole run's steps. The rest of its reads are
     statistics."""
-    engine = _engine()
-    saved = getattr(engine, "time", None)
-    if clock is None or saved is None:
+    with _patched(_engine(), "time", clock):
         yield
-        return
-    engine.time = clock
-    try:
-        yield
-    finally:
-        engine.time = saved
 
 
 @contextlib.contextmanager
@@ -104,16 +112,9 @@ def shrink_budget(seconds: float | None) -> Iterator[None]:
     """Bound Hypothesis' shrinking to `seconds` (its own bound is 5 minutes; the engine
     takes whole seconds, at least 5 here); when they run out, the smallest sequence found
     so far is reported."""
-    engine = _engine()
-    saved = getattr(engine, "MAX_SHRINKING_SECONDS", None)
-    if seconds is None or saved is None:
+    with _patched(_engine(), "MAX_SHRINKING_SECONDS",
+                  None if seconds is None else max(5, int(seconds))):
         yield
-        return
-    engine.MAX_SHRINKING_SECONDS = max(5, int(seconds))
-    try:
-        yield
-    finally:
-        engine.MAX_SHRINKING_SECONDS = saved
 
 
 @contextlib.contextmanager
@@ -122,17 +123,11 @@ def no_local_constants() -> Iterator[None]:
     the same seed draws the same sequences in any process, installed or not."""
     from hypothesis.internal.conjecture import providers
 
-    saved = getattr(providers, "_get_local_constants", None)
-    empty = getattr(providers, "Constants", None)
-    if saved is None or empty is None:
+    constants = getattr(providers, "Constants", None)
+    nothing = None if constants is None else constants()
+    with _patched(providers, "_get_local_constants",
+                  None if nothing is None else (lambda: nothing)):
         yield
-        return
-    nothing = empty()
-    providers._get_local_constants = lambda: nothing
-    try:
-        yield
-    finally:
-        providers._get_local_constants = saved
 
 
 @dataclass
