@@ -22,10 +22,17 @@ from dataclasses import dataclass
 from reference_impl.node import NodeConfig
 
 from .adapters.base import Adapter, AdapterError
+from .adapters.forkserver import Program
 from .adapters.inprocess import InProcessAdapter, NodeFactory, reference_node
 from .cases import Case, CaseResult
 
 REFERENCE_ARGV = [sys.executable, "-m", "reference_impl.server", "--data-dir", "{data_dir}"]
+# Its lifetimes are forked from a process that imported the server once (forkserver/), with
+# what a start imports only later (a digest, --mutant, argparse for anything but the plain
+# command line): a start costs a fork, not an interpreter (docs/performance.md).
+REFERENCE_PROGRAM = Program.module_run(
+    "reference_impl.server", ["hashlib", "argparse", "reference_impl.mutants",
+                              "reference_impl.disk.simdisk"])
 _SWITCHES = {"reader": "--no-reader", "writer": "--no-writer",
              "header_applier": "--no-header-applier"}
 
@@ -148,6 +155,7 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
                 argv.append("--pin-after-restore")
             return ProcessAdapter(argv + extra_argv, timeout=timeout, seed=seed,
                                   use_layer=needs_layer(case), power_loss=power_loss,
+                                  program=REFERENCE_PROGRAM,
                                   name=f"{label}-process" if extra_argv else "reference-process")
         return Implementation(f"{label} (local process)", reference_process, False)
 

@@ -21,6 +21,7 @@ from collections import deque
 from ..wire import MAX_LINE
 from ..wire.decode import Overlong
 from . import reaper
+from .forkserver import Forked, ForkServerUnavailable, Program, server_for
 
 PIECE = 1 << 16  # bytes a stdout line is read by
 KILL_WAIT = 5.0  # seconds to wait for a SIGKILLed process to be reaped
@@ -152,12 +153,14 @@ class LineReader:
         self._ended = True
 
 
-def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+def wait_exit(proc: subprocess.Popen[bytes] | Forked, timeout: float) -> bool:
     """Whether `proc` exited (and was reaped) within `timeout` seconds. Woken by its exit
     through a pidfd (Linux 5.3+): Popen.wait(timeout) polls with a growing sleep, which
     added ~6 ms to each kill of a node."""
     if proc.returncode is not None:
         return True
+    if isinstance(proc, Forked):  # woken by the zygote's report of its exit
+        return proc.settle(timeout) is not None
     try:
         fd = os.pidfd_open(proc.pid)  # our unreaped child: its pid cannot be reused meanwhile
     except (AttributeError, OSError):  # no pidfd here
@@ -184,25 +187,41 @@ def _pump_stderr(fd: int, sink: StderrSink) -> None:
         pass
 
 
+def spawn(argv: list[str], env: dict[str, str], program: Program | None
+          ) -> subprocess.Popen[bytes] | Forked:
+    """The node's process, in a session of its own (killpg reaches all of it), its stdio on
+    pipes: forked from `program`'s zygote when `argv` runs that program and a zygote serves
+    here (forkserver/), otherwise started from `argv`."""
+    args = program.args(argv) if program is not None else None
+    server = server_for(program) if program is not None and args is not None else None
+    if server is not None and args is not None:
+        try:
+            return server.spawn(args, env=env)
+        except ForkServerUnavailable:
+            pass  # started below, which reports the program's own errors
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0, env=env,
+                            start_new_session=True)
+
+
 class Child:
     """One lifetime of the node: the process, its stdout reader and its stderr thread.
 
     The node's environment carries a marker of its own (reaper.NODE_ENV), which its
     descendants inherit: the kill finds by it those that left the process group.
+    `program`: the node's command runs this Python program, which may be forked from a
+    zygote (forkserver/) instead of started anew.
     """
 
     def __init__(self, argv: list[str], env: dict[str, str] | None, sink: StderrSink,
-                 max_line: int = MAX_LINE) -> None:
+                 max_line: int = MAX_LINE, program: Program | None = None) -> None:
         reaper.become_subreaper()  # orphans of the node re-parent here, within reach
         self.token = reaper.node_token()
         env = {**(env if env is not None else os.environ), reaper.NODE_ENV: self.token}
         self.argv = argv
         self.sink = sink
         self.spawned = time.monotonic()
-        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            bufsize=0, env=env, start_new_session=True,  # its own group: killpg reaches it all
-        )
+        self.proc = spawn(argv, env, program)
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr
         leader = reaper.stat(self.proc.pid)  # its start time tells its pid from a reused one
         self.start = leader.start if leader is not None else 0

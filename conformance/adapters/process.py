@@ -56,6 +56,7 @@ from . import spares
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from .child import Child as _Child
 from .child import StderrSink, StderrTail, wait_exit
+from .forkserver import Program
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
 PLACEHOLDER = "{data_dir}"
@@ -173,7 +174,7 @@ class _FirstSpare:
 
     @classmethod
     def make(cls, argv: tuple[str, ...], env: dict[str, str], layered: bool, timeout: float,
-             max_line: int) -> _FirstSpare | None:
+             max_line: int, program: Program | None) -> _FirstSpare | None:
         """A first lifetime and, for a command whose node said `prestart` and whose first
         lifetimes are usually followed by a second, the second's process too."""
         spare = cls()
@@ -187,9 +188,10 @@ class _FirstSpare:
                 spare.data_dir = res.temp_dir / "data"
                 spare.data_dir.mkdir()
             command = [a.replace(PLACEHOLDER, str(spare.data_dir)) for a in argv]
-            res.ahead.append(_Child(command, env, StderrSink(STDERR_LIMIT), max_line))
+            res.ahead.append(_Child(command, env, StderrSink(STDERR_LIMIT), max_line, program))
             if spares.PRESTART.says(argv) and spares.CONTINUATIONS.likely(argv, 1):
-                res.ahead.append(_Child(command, env, StderrSink(STDERR_LIMIT), max_line))
+                res.ahead.append(_Child(command, env, StderrSink(STDERR_LIMIT), max_line,
+                                        program))
         except (OSError, AdapterError):  # the adapter makes its own, and reports why
             spare.release()
             return None
@@ -216,6 +218,10 @@ class ProcessAdapter(LayerFaults, Adapter):
 
     `max_line` (bytes, newline included) and `max_depth` bound every line the node writes
     (docs/protocol.md, "Reply validation"); a line over either fails the request.
+
+    `program`: `argv` runs this Python program (the harness's own reference server), whose
+    lifetimes may then be forked from a process that imported it once (forkserver/): still
+    a new process for each lifetime, killed with SIGKILL, on the same data directory.
     """
 
     fault_capabilities = frozenset({"process_kill"})
@@ -224,7 +230,7 @@ class ProcessAdapter(LayerFaults, Adapter):
                  timeout: float = 10.0, env: Mapping[str, str] | None = None,
                  name: str | None = None, power_loss: bool | None = None,
                  use_layer: bool = True, seed: int = 0, max_line: int = MAX_LINE,
-                 max_depth: int = MAX_DEPTH) -> None:
+                 max_depth: int = MAX_DEPTH, program: Program | None = None) -> None:
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError("argv must be a non-empty sequence of strings (not one string)")
         if not timeout > 0:
@@ -234,6 +240,7 @@ class ProcessAdapter(LayerFaults, Adapter):
         self.argv: tuple[str, ...] = tuple(argv)
         self.timeout = float(timeout)
         self.max_line, self.max_depth = max_line, max_depth
+        self.program = program
         self.env: dict[str, str] | None = dict(env) if env is not None else None
         self.name = name or " ".join(self.argv)
         owns = data_dir is None
@@ -295,15 +302,16 @@ class ProcessAdapter(LayerFaults, Adapter):
     def _pool_key(self, layered: bool) -> Hashable:
         """What a first lifetime started ahead of need must match to be this adapter's."""
         env = self._node_env() or dict(os.environ)
-        return (self.argv, tuple(sorted(env.items())), layered, self.timeout, self.max_line)
+        return (self.argv, tuple(sorted(env.items())), layered, self.timeout, self.max_line,
+                self.program)
 
     def _take_first_spare(self, key: Hashable, layered: bool) -> _FirstSpare | None:
         """This adapter's first lifetime, made ahead of need by a previous adapter of the
         same command (spares.py); the next one is put in the making."""
         env = self._node_env() or dict(os.environ)
-        argv, timeout, max_line = self.argv, self.timeout, self.max_line
+        argv, timeout, max_line, program = self.argv, self.timeout, self.max_line, self.program
         spare = spares.FIRST.take(key, lambda: _FirstSpare.make(
-            argv, env, layered, timeout, max_line))
+            argv, env, layered, timeout, max_line, program))
         if spare is None or spare.finalizer.detach() is None:  # released meanwhile
             return None
         return spare
@@ -367,7 +375,7 @@ class ProcessAdapter(LayerFaults, Adapter):
             if child is None:
                 try:
                     child = _Child(argv, self._node_env(), StderrSink(STDERR_LIMIT),
-                                   self.max_line)
+                                   self.max_line, self.program)
                 except OSError as exc:
                     raise AdapterError(f"cannot start the node {argv[0]!r}: {exc}") from exc
                 self._pids.append(child.pid)
@@ -405,9 +413,10 @@ class ProcessAdapter(LayerFaults, Adapter):
         said `prestart` (it touches nothing there before its first request, which it gets
         only after this lifetime's end is complete: docs/protocol.md)."""
         argv, env, max_line, pids = self.command(), self._node_env(), self.max_line, self._pids
+        program = self.program
 
         def make() -> _Child:
-            child = _Child(argv, env, StderrSink(STDERR_LIMIT), max_line)
+            child = _Child(argv, env, StderrSink(STDERR_LIMIT), max_line, program)
             pids.append(child.pid)  # every process it started, for the caller to check
             return child
 
