@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from reference_impl.node import NodeConfig
 
 from .adapters.base import Adapter, AdapterError
-from .adapters.forkserver import Program
 from .adapters.inprocess import InProcessAdapter, NodeFactory, reference_node
 from .cases import Case, CaseResult
+from .forkserver import Program
+from .forkserver import enabled as forkserver_enabled
 
 REFERENCE_ARGV = [sys.executable, "-m", "reference_impl.server", "--data-dir", "{data_dir}"]
-# Its lifetimes are forked from a process that imported the server once (forkserver/), with
+# Its lifetimes are forked from a process that imported the server once (conformance/forkserver/), with
 # what a start imports only later (a digest, --mutant, argparse for anything but the plain
 # command line): a start costs a fork, not an interpreter (docs/performance.md).
 REFERENCE_PROGRAM = Program.module_run(
@@ -81,6 +82,15 @@ def power_loss_setting() -> bool | None:
     return {"auto": None, "off": False, "require": True}[value]
 
 
+def check_forkserver_setting() -> None:
+    """CONFORMANCE_FORKSERVER (conformance/forkserver/): auto or off, checked before any case
+    runs (the reference node's lifetimes and the crash-simulating filesystem's daemons)."""
+    try:
+        forkserver_enabled()
+    except ValueError as exc:
+        raise ImplementationUnavailable(str(exc)) from None
+
+
 def needs_layer(case: Case) -> bool:
     """Whether a case needs the crash-simulating filesystem under the node (a power loss or
     a crash point); the others run on a plain directory, which is cheaper to set up.
@@ -103,6 +113,7 @@ def _image(image: str, timeout: float,
     from .adapters.container import ContainerAdapter, inspect_image
 
     power_loss = power_loss_setting()
+    check_forkserver_setting()
     if not image:
         raise ImplementationUnavailable("image: needs an image name, e.g. image:NAME[:TAG]")
     try:
@@ -146,6 +157,7 @@ def resolve(impl: str, *, seed: int = 0, timeout: float = 10.0,
     from .adapters.process import ProcessAdapter
 
     power_loss = power_loss_setting()
+    check_forkserver_setting()
     if impl == "reference-process":
         def reference_process(case: Case) -> Adapter:
             config = reference_config(profile_capabilities, case.without)

@@ -1,4 +1,4 @@
-"""Fork servers (conformance/adapters/forkserver/): the reference node's lifetimes are forked
+"""Fork servers (conformance/forkserver/): the reference node's lifetimes are forked
 from a process that imported it once. What must hold, so that this changes no verdict:
 
 - each lifetime is a new process, in a session of its own, that starts from freshly
@@ -24,13 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _crashfs import UNAVAILABLE, needs_crashfs
 from _leaks import MARK_ENV, new_mark, wait_marked
 
-from conformance.adapters import forkserver
+from conformance import forkserver, leftovers
 from conformance.adapters.child import Child, StderrSink
-from conformance.adapters.forkserver import Forked, ForkServer, Program
 from conformance.adapters.process import ProcessAdapter
 from conformance.cli import main as cli_main
+from conformance.forkserver import Forked, ForkServer, Program
 from conformance.impls import REFERENCE_ARGV, REFERENCE_PROGRAM
 from conformance.report import without_timing
 
@@ -140,7 +141,7 @@ def test_the_reference_node_is_forked_and_restarts_on_its_data() -> None:
 
 HARNESS = textwrap.dedent("""
     import sys, time
-    from conformance.adapters.forkserver import ForkServer, Program
+    from conformance.forkserver import ForkServer, Program
     server = ForkServer(Program.module_run("_forkable"))
     proc = server.spawn(["hang"])
     print(proc.stdout.readline().decode(), end="", flush=True)
@@ -188,7 +189,7 @@ def test_the_certificate_is_the_same_forked_or_not(tmp_path: Path,
 
 def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(forkserver.FORKSERVER_ENV, "sometimes")
-    with pytest.raises(forkserver.client.AdapterError, match="expected one of auto, off"):
+    with pytest.raises(ValueError, match="expected one of auto, off"):
         forkserver.enabled()
     monkeypatch.setenv(forkserver.FORKSERVER_ENV, "off")
     assert forkserver.server_for(REFERENCE_PROGRAM) is None
@@ -208,3 +209,37 @@ def test_a_zygote_killed_mid_run_is_replaced_by_plain_starts(tmp_path: Path) -> 
         assert isinstance(child.proc, subprocess.Popen)
     finally:
         child.kill()
+
+
+LAYER_HARNESS = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from conformance.faults.crashfs.mount import CrashFS
+    layer = CrashFS.create(Path(sys.argv[1]))
+    print(type(layer._res.proc).__name__, layer.mountpoint, flush=True)
+    time.sleep(300)
+""")
+
+
+@needs_crashfs
+def test_a_filesystem_daemon_is_forked_and_unmounts_when_the_harness_dies(
+        tmp_path: Path) -> None:
+    """The crash-simulating filesystem's daemon comes from a fork server too; a harness
+    killed with SIGKILL leaves no mount: the zygote sees its end close and sends the daemon
+    SIGTERM, on which it unmounts."""
+    if UNAVAILABLE is not None:
+        pytest.fail(f"CI=true, and the crash-simulating filesystem cannot run: {UNAVAILABLE}")
+    mark = new_mark()
+    harness = subprocess.Popen([sys.executable, "-c", LAYER_HARNESS, str(tmp_path / "layer")],
+                               stdout=subprocess.PIPE, cwd=REPO, env={**os.environ,
+                                                                      MARK_ENV: mark})
+    try:
+        assert harness.stdout is not None
+        kind, mountpoint = harness.stdout.readline().decode().split()
+        assert kind == "Forked"
+        assert os.path.ismount(mountpoint)
+    finally:
+        harness.kill()
+        harness.wait(10)
+    assert wait_marked(mark, within=20.0) == []
+    assert leftovers.mounts_under(tmp_path) == []  # not even a dead one

@@ -18,10 +18,10 @@ import threading
 import time
 from collections import deque
 
+from ..forkserver import Forked, ForkServerUnavailable, Program, server_for
 from ..wire import MAX_LINE
 from ..wire.decode import Overlong
 from . import reaper
-from .forkserver import Forked, ForkServerUnavailable, Program, server_for
 
 PIECE = 1 << 16  # bytes a stdout line is read by
 KILL_WAIT = 5.0  # seconds to wait for a SIGKILLed process to be reaped
@@ -191,7 +191,7 @@ def spawn(argv: list[str], env: dict[str, str], program: Program | None
           ) -> subprocess.Popen[bytes] | Forked:
     """The node's process, in a session of its own (killpg reaches all of it), its stdio on
     pipes: forked from `program`'s zygote when `argv` runs that program and a zygote serves
-    here (forkserver/), otherwise started from `argv`."""
+    here (conformance/forkserver/), otherwise started from `argv`."""
     args = program.args(argv) if program is not None else None
     server = server_for(program) if program is not None and args is not None else None
     if server is not None and args is not None:
@@ -210,7 +210,7 @@ class Child:
     The node's environment carries a marker of its own (reaper.NODE_ENV), which its
     descendants inherit: the kill finds by it those that left the process group.
     `program`: the node's command runs this Python program, which may be forked from a
-    zygote (forkserver/) instead of started anew.
+    zygote (conformance/forkserver/) instead of started anew.
     """
 
     def __init__(self, argv: list[str], env: dict[str, str] | None, sink: StderrSink,

@@ -49,6 +49,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
+from ..forkserver import Program
 from ..interrupts import critical
 from ..leftovers import make_temp_dir, sweep_once
 from ..wire import MAX_DEPTH, MAX_LINE, ReplyViolation, read_reply
@@ -56,7 +57,6 @@ from . import spares
 from .base import Adapter, AdapterError, Exchange, Hello, ProtocolViolation, RequestTimeout
 from .child import Child as _Child
 from .child import StderrSink, StderrTail, wait_exit
-from .forkserver import Program
 from .layer import LAYER_FAULTS, LayerFailed, LayerFaults, NodeLayer, unavailable
 
 PLACEHOLDER = "{data_dir}"
@@ -220,7 +220,7 @@ class ProcessAdapter(LayerFaults, Adapter):
     (docs/protocol.md, "Reply validation"); a line over either fails the request.
 
     `program`: `argv` runs this Python program (the harness's own reference server), whose
-    lifetimes may then be forked from a process that imported it once (forkserver/): still
+    lifetimes may then be forked from a process that imported it once (conformance/forkserver/): still
     a new process for each lifetime, killed with SIGKILL, on the same data directory.
     """
 

@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ...forkserver import Forked, ForkServerUnavailable, Program, server_for
 from .control import ControlError, CrashFSClient
 
 MOUNT_WAIT = 15.0   # seconds for the daemon to mount
@@ -72,12 +74,33 @@ def _unmount(mountpoint: Path, lazy: bool = False) -> bool:
     return res.returncode == 0
 
 
+# The daemon is forked from a process that imported it once (conformance/forkserver/): its
+# imports (mfusepy, the journal) are ~80 ms of CPU of each mount, and a run mounts one per
+# case or explored sequence that may lose power.
+DAEMON = Program((sys.executable, "-m", "conformance.faults.crashfs"),
+                 "conformance.faults.crashfs.daemon")
+
+
+def _start_daemon(argv: list[str], log: int) -> subprocess.Popen[bytes] | Forked:
+    """The daemon's process, its output to `log`: forked from the zygote when one serves,
+    otherwise started from `argv`. On the harness's death it gets SIGTERM (it unmounts)."""
+    args = DAEMON.args(argv)
+    server = server_for(DAEMON) if args is not None else None
+    if server is not None and args is not None:
+        try:
+            return server.spawn(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                new_session=False, end_signal=signal.SIGTERM)
+        except ForkServerUnavailable:
+            pass
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+
 @dataclass
 class _Resources:
     """What must be released even if CrashFS is never closed (finalizer, atexit)."""
 
     mountpoint: Path
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | Forked | None = None
     remove: Path | None = None  # a directory of ours to delete after the unmount
 
     def release(self) -> None:
@@ -135,8 +158,7 @@ class CrashFS:
         if self.allow_other:
             argv.append("--allow-other")
         with open(self._log, "ab") as log:
-            self._res.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=log)
+            self._res.proc = _start_daemon(argv, log.fileno())
         deadline = time.monotonic() + MOUNT_WAIT
         while True:
             proc = self._res.proc

@@ -28,8 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..base import AdapterError
-
 FORKSERVER_ENV = "CONFORMANCE_FORKSERVER"
 SETTINGS = ("auto", "off")
 READY_WAIT = 30.0  # seconds for a zygote to import its program
@@ -39,7 +37,7 @@ PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 
 
-class ForkServerUnavailable(AdapterError):
+class ForkServerUnavailable(Exception):
     """The zygote could not start or serve a request: the caller starts the process itself."""
 
 
@@ -47,7 +45,7 @@ def enabled() -> bool:
     """CONFORMANCE_FORKSERVER: auto (default) or off."""
     value = os.environ.get(FORKSERVER_ENV, "auto")
     if value not in SETTINGS:
-        raise AdapterError(f"{FORKSERVER_ENV}={value!r}: expected one of {', '.join(SETTINGS)}")
+        raise ValueError(f"{FORKSERVER_ENV}={value!r}: expected one of {', '.join(SETTINGS)}")
     return value == "auto" and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
 
 
@@ -164,7 +162,7 @@ class ForkServer:
         try:
             with theirs:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "conformance.adapters.forkserver.zygote",
+                    [sys.executable, "-m", "conformance.forkserver.zygote",
                      str(theirs.fileno()), program.module, *program.preload],
                     pass_fds=[theirs.fileno()], stdin=DEVNULL, stdout=DEVNULL,
                     start_new_session=True)  # a Ctrl-C at the terminal is the harness's
@@ -193,10 +191,12 @@ class ForkServer:
 
     def spawn(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
               stdin: int = PIPE, stdout: int = PIPE, stderr: int = PIPE,
-              new_session: bool = True) -> Forked:
+              new_session: bool = True, end_signal: int = signal.SIGKILL) -> Forked:
         """A new process running the program with `args`: stdin/stdout/stderr are PIPE,
-        DEVNULL or a descriptor (as for Popen). ForkServerUnavailable when the zygote
-        cannot serve (the caller then starts the process itself)."""
+        DEVNULL or a descriptor (as for Popen); `new_session` as Popen's
+        start_new_session; `end_signal` is what it gets when the zygote ends (the harness
+        exited or died). ForkServerUnavailable when the zygote cannot serve (the caller
+        then starts the process itself)."""
         if self._broken is not None:
             raise ForkServerUnavailable(self._broken)
         ends: list[int] = []  # the child's ends: closed here once sent
@@ -217,7 +217,7 @@ class ForkServer:
             status_r, status_w = os.pipe()
             ends.append(status_w)
             request = {"args": list(args), "env": dict(env if env is not None else os.environ),
-                       "cwd": os.getcwd(), "session": new_session}
+                       "cwd": os.getcwd(), "session": new_session, "end_signal": end_signal}
             with self._lock:
                 try:
                     socket.send_fds(self._sock, [json.dumps(request).encode()], ends)

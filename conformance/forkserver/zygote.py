@@ -1,13 +1,13 @@
 """The fork server's own process (the "zygote"): it imports a Python program once, then
 forks a new process for every lifetime the harness asks for.
 
-    python -m conformance.adapters.forkserver.zygote FD MODULE [PRELOAD ...]
+    python -m conformance.forkserver.zygote FD MODULE [PRELOAD ...]
 
 FD is this end of a SOCK_SEQPACKET socket pair whose other end the harness holds
 (client.py). After importing MODULE (and the PRELOAD modules, those MODULE imports only
 later), the zygote says `{"ready": true}`, then serves one request per message:
 
-    {"args": [...], "env": {...}, "cwd": "...", "session": true}
+    {"args": [...], "env": {...}, "cwd": "...", "session": true, "end_signal": 9}
     + four file descriptors (SCM_RIGHTS): stdin, stdout, stderr, status
 
 and replies `{"pid": N}` with a pidfd of the new process attached (so the harness signals
@@ -20,8 +20,9 @@ closes it.
 
 The zygote never runs the program's code beyond its imports, so nothing of one lifetime
 reaches the next: each starts from the same freshly imported modules, as a new interpreter
-would. When the harness's end closes (the harness exited, or was killed), the zygote exits,
-and its children die with it (PR_SET_PDEATHSIG).
+would. When the harness's end closes (the harness exited, or was killed), the zygote sends
+each child its end signal (SIGKILL unless the request said otherwise), reaps it and exits;
+a child whose zygote died gets that signal too (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class _Zygote:
         self.argv0 = argv0
         self.pid = os.getpid()
         self.libc = ctypes.CDLL(None, use_errno=True)
-        self.children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd)
+        self.children: dict[int, tuple[int, int, int]] = {}  # pidfd -> (pid, status, end)
         self.poll = select.poll()
         self.poll.register(sock.fileno(), select.POLLIN)
 
@@ -65,11 +66,12 @@ class _Zygote:
                     return 0
 
     def _end(self) -> None:
-        """The harness is gone, or done: its processes end with it (SIGKILL, as PDEATHSIG
-        would), and are reaped here rather than left to whoever inherits them."""
-        for pidfd in list(self.children):
+        """The harness is gone, or done: its processes end with it (their end signal, as
+        PDEATHSIG would send it), and are reaped here rather than left to whoever inherits
+        them."""
+        for pidfd, (_pid, _status, end) in self.children.items():
             with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                signal.pidfd_send_signal(pidfd, end)
         for pidfd in list(self.children):
             self._reap(pidfd)
 
@@ -99,7 +101,7 @@ class _Zygote:
         for fd in fds[:3]:  # the child's ends; the status end stays here until the reaping
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        self.children[pidfd] = (pid, fds[3])
+        self.children[pidfd] = (pid, fds[3], _end_signal(request))
         self.poll.register(pidfd, select.POLLIN)
         self._reply({"pid": pid}, [pidfd])
         return True
@@ -109,7 +111,7 @@ class _Zygote:
             socket.send_fds(self.sock, [json.dumps(message).encode()], fds or [])
 
     def _reap(self, pidfd: int) -> None:
-        pid, status_fd = self.children.pop(pidfd)
+        pid, status_fd, _end = self.children.pop(pidfd)
         self.poll.unregister(pidfd)
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
@@ -122,13 +124,13 @@ class _Zygote:
         try:
             # nothing of the zygote's or of other lifetimes stays open in this one
             self.sock.close()
-            for pidfd, (_pid, status_fd) in self.children.items():
+            for pidfd, (_pid, status_fd, _end) in self.children.items():
                 os.close(pidfd)
                 os.close(status_fd)
             os.close(fds[3])
             if request.get("session", True):
                 os.setsid()
-            self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            self.libc.prctl(PR_SET_PDEATHSIG, _end_signal(request), 0, 0, 0)
             if os.getppid() != self.pid:  # the zygote died before the prctl
                 os._exit(1)
             for target, fd in enumerate(fds[:3]):
@@ -145,6 +147,13 @@ class _Zygote:
             traceback.print_exc()
         finally:
             os._exit(code)
+
+
+def _end_signal(request: dict[str, Any]) -> int:
+    """The signal a process gets when the zygote ends: SIGKILL, or what the request asked
+    for (a FUSE daemon unmounts on SIGTERM)."""
+    end = request.get("end_signal", signal.SIGKILL)
+    return end if isinstance(end, int) and 0 < end < signal.NSIG else signal.SIGKILL
 
 
 def _run(entry: Callable[[], Any]) -> int:
