@@ -12,13 +12,16 @@ One run measures (ratios within the run: the machine is shared and noisy):
    `hello` reply (the node's interpreter start and imports), and the kill of a crash split
    into the /proc scans (reaper.kill_node, reaper.finish_node) and the reap; plus the CPU
    of one bare start of each (`python -c pass` for scale);
+   The reference server is measured through the adapter both as `--impl reference-process`
+   starts it (forked from a zygote, conformance/forkserver/) and started anew.
 2. **A case's lifetimes**, the same adapter cycle (construct, start, open, crash, start,
    open, close) with spares off and on, interleaved: the median cycle of each, and its
    parts;
 3. **certify**: `conformance certify --explore 0 --jobs 1` on the in-process reference
    (in every round), `--impl reference-process` and examples/sqlite_node.py, each with spares
-   on and off, and with `--before REV` also each at git revision REV (its tree exported;
-   run from there): wall times and the ratios to the in-process certify (targets 8x and 5x);
+   on and off, and with the fork servers off (CONFORMANCE_FORKSERVER=off), and with
+   `--before REV` also each at git revision REV (its tree exported; run from there):
+   wall times and the ratios to the in-process certify (targets 8x and 5x);
    `--rounds N` runs each N times, every other round in reverse order, and takes medians.
 
 Exit status 0 whatever the figures; 1 when a measurement could not be made (a certify that
@@ -48,12 +51,19 @@ from bench_reference import section, table  # (run as a script: bench/ is on sys
 from conformance.adapters import child as child_module
 from conformance.adapters import reaper
 from conformance.adapters.process import ProcessAdapter
-from conformance.impls import REFERENCE_ARGV
+from conformance.forkserver import ForkServer, Program
+from conformance.impls import REFERENCE_ARGV, REFERENCE_PROGRAM
 
 REPO = Path(__file__).resolve().parent.parent
 SQLITE_ARGV = [sys.executable, str(REPO / "examples" / "sqlite_node.py"), "--data-dir",
                "{data_dir}"]
 NODES = {"reference server": list(REFERENCE_ARGV), "sqlite_node": SQLITE_ARGV}
+# how the harness starts each through the adapter: the reference (--impl reference-process)
+# forked from a zygote (conformance/forkserver/), also measured started anew
+ADAPTER_NODES: dict[str, tuple[list[str], Program | None]] = {
+    "reference server, forked": (list(REFERENCE_ARGV), REFERENCE_PROGRAM),
+    "reference server, started anew": (list(REFERENCE_ARGV), None),
+    "sqlite_node": (SQLITE_ARGV, None)}
 TARGETS = {"reference-process": 8.0, "sqlite_node": 5.0}  # certify / in-process certify
 CERTIFY_TIMEOUT = 900.0
 
@@ -147,16 +157,17 @@ def bench_start_parts(figures: dict[str, Any], reps: int,
     print(table(["process", "wall", "CPU"], rows))
     print()
     parts_rows = []
-    for name, argv in NODES.items():
+    for name, (argv, program) in ADAPTER_NODES.items():
         timers = Timers()
         timers.wrap(subprocess, "Popen", "spawn (Popen)")
+        timers.wrap(ForkServer, "spawn", "spawn (fork server)")
         timers.wrap(reaper, "kill_node", "kill: /proc scan + SIGKILL (kill_node)")
         timers.wrap(child_module, "wait_exit", "kill: reap the leader (pidfd)")
         timers.wrap(reaper, "finish_node", "kill: /proc scan for the rest (finish_node)")
         starts, crashes = [], []
         try:
             with spares_setting("off"):
-                adapter = ProcessAdapter(argv, use_layer=False)
+                adapter = ProcessAdapter(argv, use_layer=False, program=program)
                 try:
                     for _ in range(reps):
                         t0 = time.perf_counter()
@@ -171,13 +182,16 @@ def bench_start_parts(figures: dict[str, Any], reps: int,
             timers.undo()
         spent = {k: statistics.median(v) for k, v in timers.spent.items()}
         start, crash = statistics.median(starts), statistics.median(crashes)
-        spawn = spent.get("spawn (Popen)", 0.0)
+        spawn = spent.get("spawn (Popen)", 0.0) + spent.get("spawn (fork server)", 0.0)
         node_out = {"start_s": start, "crash_s": crash, "parts_s": spent,
                     "hello_wait_s": start - spawn}
         out.setdefault("adapter", {})[name] = node_out
         parts_rows.append([name, "start(): spawn to hello answered", ms(start), ""])
-        parts_rows.append(["", "  spawn (Popen, in the harness)", ms(spawn), ""])
-        parts_rows.append(["", "  the node: interpreter, imports, hello", ms(start - spawn), ""])
+        how = "a fork of the zygote" if program else "Popen"
+        parts_rows.append(["", f"  spawn ({how}, in the harness)", ms(spawn), ""])
+        parts_rows.append(["", "  the node: " + ("hello" if program else
+                                                  "interpreter, imports, hello"),
+                           ms(start - spawn), ""])
         parts_rows.append(["", "crash(): SIGKILL, reap, /proc scans", ms(crash), ""])
         for k, v in spent.items():
             if k.startswith("kill"):
@@ -187,12 +201,12 @@ def bench_start_parts(figures: dict[str, Any], reps: int,
     figures["start_parts"] = out
 
 
-def cycle(argv: list[str]) -> dict[str, float]:
+def cycle(argv: list[str], program: Program | None) -> dict[str, float]:
     """One case's worth of lifetimes: construct, start, open, crash, start, open, close."""
     t: dict[str, float] = {}
     clock = time.perf_counter
     t0 = clock()
-    adapter = ProcessAdapter(argv, use_layer=False)
+    adapter = ProcessAdapter(argv, use_layer=False, program=program)
     t["construct"] = clock() - t0
     try:
         for n in (1, 2):
@@ -219,16 +233,16 @@ def bench_cycles(figures: dict[str, Any], n: int) -> None:
     section(f"2. A case's lifetimes through the adapter: {n} cycles per variant, interleaved")
     print("construct, start, open, (20 ms of steps), crash, start, open, (20 ms), close")
     out: dict[str, Any] = {}
-    for name, argv in NODES.items():
+    for name, (argv, program) in ADAPTER_NODES.items():
         runs: dict[str, list[dict[str, float]]] = {"off": [], "auto": []}
         for setting in runs:  # warm-up: the first of a command gets no first-lifetime spare
             with spares_setting(setting):
-                cycle(argv)
-                cycle(argv)
+                cycle(argv, program)
+                cycle(argv, program)
         for _ in range(n):
             for setting, got in runs.items():
                 with spares_setting(setting):
-                    got.append(cycle(argv))
+                    got.append(cycle(argv, program))
         parts = list(runs["off"][0])
         med = {s: {p: statistics.median(r[p] for r in rs) for p in parts}
                for s, rs in runs.items()}
@@ -294,6 +308,9 @@ def bench_certify(figures: dict[str, Any], suites: list[str],
                 if label == "this tree":
                     variants.append((label, f"{node}, spares off", impl,
                                      {"CONFORMANCE_SPARES": "off"}))
+                    # the node (reference) and the filesystem daemons started anew
+                    variants.append((label, f"{node}, fork server off", impl,
+                                     {"CONFORMANCE_FORKSERVER": "off"}))
         results: dict[tuple[str, str], list[tuple[float, int, str]]] = {}
         made = 0
         for r in range(rounds):  # every other round backwards: drift in the load hits all

@@ -80,7 +80,7 @@ def _adapter_hotpath(f: Figures) -> None:
 
 def _node_lifetimes(f: Figures) -> None:
     assert f["errors"] == []
-    for node in ("reference server", "sqlite_node"):
+    for node in ("reference server, forked", "reference server, started anew", "sqlite_node"):
         parts = f["start_parts"]["adapter"][node]
         assert parts["start_s"] > 0 and parts["crash_s"] > 0 and parts["parts_s"]
         cycles = f["cycles"][node]
@@ -88,7 +88,8 @@ def _node_lifetimes(f: Figures) -> None:
     certify = f["certify"]["this tree"]
     assert certify["in process"] > 0
     for what in ("reference-process", "sqlite_node", "reference-process, spares off",
-                 "sqlite_node, spares off"):
+                 "sqlite_node, spares off", "reference-process, fork server off",
+                 "sqlite_node, fork server off"):
         assert certify[f"{what} / in process"] > 0, what
 
 
