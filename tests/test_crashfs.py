@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -862,3 +863,35 @@ def test_sync_counters_are_exact(fs: CrashFS) -> None:
     last = fs.counters()
     assert last["sync_writes"] - after["sync_writes"] == 1
     assert last["syncs"] - after["syncs"] == 1
+
+
+def test_the_mount_root_stays_a_directory_through_a_power_loss(fs: CrashFS) -> None:
+    """A node process started ahead of need (`prestart`, docs/protocol.md) may create its
+    data directory, so stat the mount root, while the previous lifetime's power loss
+    rebuilds the backing tree. The root must be a directory at every moment: before, the
+    tree was swapped by two renames, and a stat between them failed (ENOENT), which made the
+    reference server's start fail with FileExistsError (a correct node rejected)."""
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def stat_root() -> None:
+        while not stop.is_set():
+            try:
+                if not stat.S_ISDIR(os.stat(fs.mountpoint).st_mode):
+                    seen.append("not a directory")
+            except OSError as exc:
+                seen.append(errno.errorcode.get(exc.errno or 0, str(exc)))
+
+    watchers = [threading.Thread(target=stat_root) for _ in range(2)]
+    for w in watchers:
+        w.start()
+    try:
+        for n in range(60):  # each loss rebuilds: a directory made and not synced is undone
+            (fs.mountpoint / f"d{n}").mkdir()
+            (fs.mountpoint / f"d{n}" / "f").write_bytes(b"x" * 100)
+            fs.power_loss("drop_all", n)
+    finally:
+        stop.set()
+        for w in watchers:
+            w.join()
+    assert seen == []

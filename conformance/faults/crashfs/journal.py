@@ -25,6 +25,7 @@ File metadata (mode, owner, times, xattrs) is not modelled: it is durable at onc
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import random
@@ -41,6 +42,25 @@ from reference_impl.disk import PowerLossMode
 # Kinds of operation a crash point can count (`Journal.arm`).
 CRASH_OPS = ("write", "fsync", "fsyncdir", "rename", "create", "unlink", "truncate")
 
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE); False where the kernel, the C
+    library or the filesystem cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
 
 class JournalError(OSError):
     """An operation the layer refuses; carries the errno the node sees."""
@@ -645,7 +665,12 @@ class Journal:
                 os.symlink(str(ident), target)
             else:
                 os.link(where[int(ident)], target)
-        os.rename(self.root, old)
+        # one atomic swap: the mount root must be a directory at every moment, for a node
+        # process started ahead of need may stat it (create its data directory) meanwhile
+        if _exchange(new, self.root):
+            shutil.rmtree(new, ignore_errors=True)
+            return
+        os.rename(self.root, old)  # no RENAME_EXCHANGE here: a moment without a root
         os.rename(new, self.root)
         shutil.rmtree(old, ignore_errors=True)
 
