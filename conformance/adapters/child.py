@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 
-from ..forkserver import Forked, ForkServerUnavailable, Program, server_for
+from ..forkserver import Forked, Program, fork
 from ..wire import MAX_LINE
 from ..wire.decode import Overlong
 from . import reaper
@@ -192,13 +192,9 @@ def spawn(argv: list[str], env: dict[str, str], program: Program | None
     """The node's process, in a session of its own (killpg reaches all of it), its stdio on
     pipes: forked from `program`'s zygote when `argv` runs that program and a zygote serves
     here (conformance/forkserver/), otherwise started from `argv`."""
-    args = program.args(argv) if program is not None else None
-    server = server_for(program) if program is not None and args is not None else None
-    if server is not None and args is not None:
-        try:
-            return server.spawn(args, env=env)
-        except ForkServerUnavailable:
-            pass  # started below, which reports the program's own errors
+    forked = fork(program, argv, env=env)
+    if forked is not None:
+        return forked
     return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=0, env=env,
                             start_new_session=True)

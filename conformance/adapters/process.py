@@ -220,8 +220,9 @@ class ProcessAdapter(LayerFaults, Adapter):
     (docs/protocol.md, "Reply validation"); a line over either fails the request.
 
     `program`: `argv` runs this Python program (the harness's own reference server), whose
-    lifetimes may then be forked from a process that imported it once (conformance/forkserver/): still
-    a new process for each lifetime, killed with SIGKILL, on the same data directory.
+    lifetimes may then be forked from a process that imported it once
+    (conformance/forkserver/): still a new process for each lifetime, killed with SIGKILL,
+    on the same data directory.
     """
 
     fault_capabilities = frozenset({"process_kill"})

@@ -292,6 +292,20 @@ def server_for(program: Program) -> ForkServer | None:
         return server if isinstance(server, ForkServer) else None
 
 
+def fork(program: Program | None, argv: Sequence[str], **spawn_args: Any) -> Forked | None:
+    """`argv` as a fork of `program`'s zygote (ForkServer.spawn's keywords), or None when
+    `argv` is not that program's command line or no zygote serves here: the caller then
+    starts it from `argv` (which also reports the program's own errors)."""
+    args = program.args(argv) if program is not None else None
+    server = server_for(program) if program is not None and args is not None else None
+    if server is None or args is None:
+        return None
+    try:
+        return server.spawn(args, **spawn_args)
+    except ForkServerUnavailable:
+        return None
+
+
 def close_all() -> None:
     """End every zygote of this process (at exit: nothing outlives the harness)."""
     with _servers_lock:

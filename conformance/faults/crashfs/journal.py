@@ -41,9 +41,6 @@ from reference_impl.disk import PowerLossMode
 
 # Kinds of operation a crash point can count (`Journal.arm`).
 CRASH_OPS = ("write", "fsync", "fsyncdir", "rename", "create", "unlink", "truncate")
-
-
-
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 
@@ -61,6 +58,7 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), str(a))
+
 
 class JournalError(OSError):
     """An operation the layer refuses; carries the errno the node sees."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ...forkserver import Forked, ForkServerUnavailable, Program, server_for
+from ...forkserver import Forked, Program, fork
 from .control import ControlError, CrashFSClient
 
 MOUNT_WAIT = 15.0   # seconds for the daemon to mount
@@ -84,14 +84,10 @@ DAEMON = Program((sys.executable, "-m", "conformance.faults.crashfs"),
 def _start_daemon(argv: list[str], log: int) -> subprocess.Popen[bytes] | Forked:
     """The daemon's process, its output to `log`: forked from the zygote when one serves,
     otherwise started from `argv`. On the harness's death it gets SIGTERM (it unmounts)."""
-    args = DAEMON.args(argv)
-    server = server_for(DAEMON) if args is not None else None
-    if server is not None and args is not None:
-        try:
-            return server.spawn(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                new_session=False, end_signal=signal.SIGTERM)
-        except ForkServerUnavailable:
-            pass
+    forked = fork(DAEMON, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                  new_session=False, end_signal=signal.SIGTERM)
+    if forked is not None:
+        return forked
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
 
