@@ -243,3 +243,12 @@ def test_a_filesystem_daemon_is_forked_and_unmounts_when_the_harness_dies(
         harness.wait(10)
     assert wait_marked(mark, within=20.0) == []
     assert leftovers.mounts_under(tmp_path) == []  # not even a dead one
+
+
+def test_the_process_group_exists_when_the_spawn_returns(server: ForkServer) -> None:
+    """A spare released at once is killed through its process group (reaper.kill_node):
+    the group must exist by then, or the kill misses the process."""
+    for _ in range(40):
+        proc = server.spawn(["hang"])
+        os.killpg(proc.pid, signal.SIGKILL)  # ProcessLookupError: no such group yet
+        assert proc.wait(10) == -signal.SIGKILL

@@ -43,6 +43,13 @@ from typing import Any
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MAX_MESSAGE = 1 << 20  # bytes of one request (the environment is most of it)
 FDS = 4  # stdin, stdout, stderr, status
+READY_WAIT = 5.0  # seconds for a new child to be in its own session before the reply
+
+
+def _wait_readable(fd: int, timeout: float) -> None:
+    ready = select.poll()
+    ready.register(fd, select.POLLIN)
+    ready.poll(timeout * 1000)
 
 
 class _Zygote:
@@ -88,16 +95,25 @@ class _Zygote:
                 os.close(fd)
             self._reply({"error": f"malformed request ({len(data)} bytes, {len(fds)} fds)"})
             return True
+        ready_r = ready_w = -1
         try:
             request = json.loads(data)
+            ready_r, ready_w = os.pipe()
             pid = os.fork()
         except (ValueError, OSError) as exc:
-            for fd in fds:
-                os.close(fd)
+            for fd in (*fds, ready_r, ready_w):
+                if fd >= 0:
+                    os.close(fd)
             self._reply({"error": f"{type(exc).__name__}: {exc}"})
             return True
         if pid == 0:
-            self._child(request, fds)  # never returns
+            os.close(ready_r)
+            self._child(request, fds, ready_w)  # never returns
+        os.close(ready_w)
+        # the reply waits until the child is in its own session: a kill of its process group
+        # (the harness's crash) must never come before the group exists
+        _wait_readable(ready_r, READY_WAIT)
+        os.close(ready_r)
         for fd in fds[:3]:  # the child's ends; the status end stays here until the reaping
             os.close(fd)
         pidfd = os.pidfd_open(pid)
@@ -119,7 +135,7 @@ class _Zygote:
             os.write(status_fd, b"%d\n" % os.waitstatus_to_exitcode(status))
         os.close(status_fd)
 
-    def _child(self, request: dict[str, Any], fds: list[int]) -> None:
+    def _child(self, request: dict[str, Any], fds: list[int], ready: int) -> None:
         code = 1
         try:
             # nothing of the zygote's or of other lifetimes stays open in this one
@@ -133,6 +149,7 @@ class _Zygote:
             self.libc.prctl(PR_SET_PDEATHSIG, _end_signal(request), 0, 0, 0)
             if os.getppid() != self.pid:  # the zygote died before the prctl
                 os._exit(1)
+            os.close(ready)  # EOF: set up (a write would do, but the close is needed anyway)
             for target, fd in enumerate(fds[:3]):
                 os.dup2(fd, target)
             for fd in fds[:3]:
