@@ -895,3 +895,16 @@ def test_the_mount_root_stays_a_directory_through_a_power_loss(fs: CrashFS) -> N
         for w in watchers:
             w.join()
     assert seen == []
+
+
+def test_a_layer_in_a_deep_directory_works(tmp_path: Path) -> None:
+    """A deep TMPDIR (a CI runner's workspace, pytest -n's tmp paths) makes the control
+    socket's path longer than an AF_UNIX path may be (107 bytes): before, the layer failed
+    to start there and every power-loss case came out not applicable."""
+    require_crashfs()
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    assert len(str(deep / "layer" / "store" / "control.sock")) > 107
+    with CrashFS.create(deep / "layer") as layer:
+        (layer.mountpoint / "f").write_bytes(b"lost")
+        assert layer.power_loss("drop_all", 0)["summary"]
+        assert not (layer.mountpoint / "f").exists()

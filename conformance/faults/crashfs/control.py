@@ -15,10 +15,13 @@ Errors: {"ok": false, "error": "<words>"}. The harness side is `CrashFSClient`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import socketserver
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +60,24 @@ def handle(journal: Journal, ops: CrashOps, req: dict[str, Any]) -> dict[str, An
     return {"ok": False, "error": f"unknown control op {op!r}"}
 
 
+SUN_PATH_MAX = 107  # bytes of an AF_UNIX socket path (sun_path, without its NUL)
+
+
+@contextlib.contextmanager
+def reachable(path: Path) -> Iterator[str]:
+    """A name under which `path` can be bound or connected to: itself, or, when it is longer
+    than an AF_UNIX path may be (a deep TMPDIR), `/proc/self/fd/N/NAME` through a descriptor
+    of its directory, held open meanwhile."""
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 def serve(path: Path, journal: Journal, ops: CrashOps) -> socketserver.BaseServer:
     """Start the control server in a daemon thread; returns it (shutdown() stops it)."""
 
@@ -72,7 +93,8 @@ def serve(path: Path, journal: Journal, ops: CrashOps) -> socketserver.BaseServe
                 self.wfile.write(json.dumps(reply).encode() + b"\n")
                 self.wfile.flush()
 
-    server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+    with reachable(path) as name:
+        server = socketserver.ThreadingUnixStreamServer(name, Handler)
     server.daemon_threads = True
     # a short poll interval: shutdown() at unmount waits for the loop to notice
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
@@ -94,7 +116,8 @@ class CrashFSClient:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(self.timeout)
             try:
-                s.connect(str(self.path))
+                with reachable(self.path) as name:
+                    s.connect(name)
             except OSError:
                 s.close()
                 raise
