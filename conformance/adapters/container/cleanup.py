@@ -43,6 +43,13 @@ def run_labels(**extra: str) -> dict[str, str]:
             LABEL_HOST: socket.gethostname(), **extra}
 
 
+def _containers(client: docker.DockerClient, flt: dict[str, str | list[str] | bool]
+                ) -> list[Any]:
+    """The containers matching `flt`, stopped ones too. A container removed between the
+    listing and its inspection (removals run in the background) is left out, not an error."""
+    return list(client.containers.list(all=True, filters=flt, ignore_removed=True))
+
+
 def remove_labelled(client: docker.DockerClient, label_filter: str,
                     keep: Any = None) -> tuple[int, int, int]:
     """Remove containers, then volumes, then networks matching a label filter.
@@ -51,7 +58,7 @@ def remove_labelled(client: docker.DockerClient, label_filter: str,
     """
     removed = [0, 0, 0]
     flt: dict[str, str | list[str] | bool] = {"label": label_filter}
-    for c in client.containers.list(all=True, filters=flt):
+    for c in _containers(client, flt):
         if keep is None or not keep(c.labels):
             with contextlib.suppress(Exception):
                 c.remove(force=True, v=True)
@@ -115,7 +122,7 @@ def list_run(run_id: str = RUN_ID, client: docker.DockerClient | None = None) ->
     client = client or docker_client()
     flt: dict[str, str | list[str] | bool] = {"label": f"{LABEL_RUN}={run_id}"}
     try:
-        return {"containers": [str(c.name) for c in client.containers.list(all=True, filters=flt)],
+        return {"containers": [str(c.name) for c in _containers(client, flt)],
                 "volumes": [str(v.name) for v in client.volumes.list(filters=flt)],
                 "networks": [str(n.name) for n in client.networks.list(filters=flt)]}
     finally:
@@ -255,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = docker_client()
     try:
         flt: dict[str, str | list[str] | bool] = {"label": f"{LABEL_MANAGED}=true"}
-        for kind, items in (("container", client.containers.list(all=True, filters=flt)),
+        for kind, items in (("container", _containers(client, flt)),
                             ("volume", client.volumes.list(filters=flt)),
                             ("network", client.networks.list(filters=flt))):
             for item in items:
