@@ -103,7 +103,7 @@ def owner_of(path: Path) -> Owner | None:
         return None
 
 
-_STAGING = re.compile(r"^\.conformance-(?:[a-z]+-)*(\d+)\.(\d+)\.")
+_STAGING = re.compile(rf"^\.{re.escape(PREFIX)}(?:[a-z]+-)*(\d+)\.(\d+)\.")
 
 
 def owner_by_name(path: Path) -> Owner | None:

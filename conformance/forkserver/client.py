@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from .zygote import wait_readable
+
 FORKSERVER_ENV = "CONFORMANCE_FORKSERVER"
 SETTINGS = ("auto", "off")
 READY_WAIT = 30.0  # seconds for a zygote to import its program
@@ -124,7 +126,7 @@ class Forked:
                         if not self._text.endswith(b"\n"):
                             continue
                         self._finish(int(self._text))
-                    elif _wait_fd(self._pidfd, left):
+                    elif wait_readable(self._pidfd, left):
                         self._finish(-signal.SIGKILL)
                     else:
                         return None
@@ -142,12 +144,6 @@ class Forked:
         for fd in (self._status, self._pidfd):
             if fd >= 0:
                 os.close(fd)
-
-
-def _wait_fd(fd: int, timeout: float | None) -> bool:
-    ready = select.poll()
-    ready.register(fd, select.POLLIN)
-    return bool(ready.poll(None if timeout is None else timeout * 1000))
 
 
 class ForkServer:
@@ -176,7 +172,7 @@ class ForkServer:
             raise
 
     def _receive(self, timeout: float) -> tuple[dict[str, Any], list[int]]:
-        if not _wait_fd(self._sock.fileno(), timeout):
+        if not wait_readable(self._sock.fileno(), timeout):
             raise ForkServerUnavailable(f"the fork server did not answer within {timeout:g} s")
         try:
             data, fds, _flags, _addr = socket.recv_fds(self._sock, 1 << 16, 1)
@@ -260,10 +256,12 @@ class ForkServer:
             self._proc.wait(STOP_WAIT)
 
 
-_servers: dict[Program, ForkServer | str] = {}  # a server, or why there is none
+# This process's zygotes by program, None once one could not start or stopped serving (it
+# is not asked again); and every one started, ended at exit (their processes live until then).
+_servers: dict[Program, ForkServer | None] = {}
+_started: list[ForkServer] = []
 _servers_pid = 0
 _servers_lock = threading.Lock()
-_dead: list[ForkServer] = []
 
 
 def server_for(program: Program) -> ForkServer | None:
@@ -276,20 +274,21 @@ def server_for(program: Program) -> ForkServer | None:
     with _servers_lock:
         if _servers_pid != os.getpid():  # a fork of the harness does not share its zygotes
             _servers.clear()
+            _started.clear()
             _servers_pid = os.getpid()
             atexit.register(close_all)
-        server = _servers.get(program)
-        if isinstance(server, ForkServer) and not server.alive():
-            # kept (its processes live on until the exit), not asked again
-            _dead.append(server)
-            server = _servers[program] = "the fork server exited or failed"
-        if server is None:
+        if program not in _servers:
             try:
-                server = ForkServer(program)
-            except ForkServerUnavailable as exc:
-                server = str(exc)
-            _servers[program] = server
-        return server if isinstance(server, ForkServer) else None
+                started = ForkServer(program)
+            except ForkServerUnavailable:
+                _servers[program] = None
+            else:
+                _servers[program] = started
+                _started.append(started)
+        server = _servers[program]
+        if server is not None and not server.alive():
+            server = _servers[program] = None
+        return server
 
 
 def fork(program: Program | None, argv: Sequence[str], **spawn_args: Any) -> Forked | None:
@@ -307,10 +306,10 @@ def fork(program: Program | None, argv: Sequence[str], **spawn_args: Any) -> For
 
 
 def close_all() -> None:
-    """End every zygote of this process (at exit: nothing outlives the harness)."""
+    """End every zygote this process started (at exit: nothing outlives the harness)."""
     with _servers_lock:
-        servers = [s for s in _servers.values() if isinstance(s, ForkServer)] + _dead
+        servers = list(_started) if _servers_pid == os.getpid() else []
+        _started.clear()
         _servers.clear()
-        _dead.clear()
     for server in servers:
         server.close()

@@ -46,10 +46,11 @@ FDS = 4  # stdin, stdout, stderr, status
 READY_WAIT = 5.0  # seconds for a new child to be in its own session before the reply
 
 
-def _wait_readable(fd: int, timeout: float) -> None:
+def wait_readable(fd: int, timeout: float | None) -> bool:
+    """Whether `fd` became readable (or hung up) within `timeout` seconds (None: no bound)."""
     ready = select.poll()
     ready.register(fd, select.POLLIN)
-    ready.poll(timeout * 1000)
+    return bool(ready.poll(None if timeout is None else timeout * 1000))
 
 
 class _Zygote:
@@ -112,7 +113,7 @@ class _Zygote:
         os.close(ready_w)
         # the reply waits until the child is in its own session: a kill of its process group
         # (the harness's crash) must never come before the group exists
-        _wait_readable(ready_r, READY_WAIT)
+        wait_readable(ready_r, READY_WAIT)
         os.close(ready_r)
         for fd in fds[:3]:  # the child's ends; the status end stays here until the reaping
             os.close(fd)
